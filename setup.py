@@ -1,0 +1,35 @@
+"""Build the C extension; all metadata lives in pyproject.toml.
+
+Switches (environment variables):
+  TUNTAP_DEBUG=1     -O0 -g3, asserts on
+  TUNTAP_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer
+  TUNTAP_WERROR=1    -Werror (CI builds with it)
+"""
+import os
+
+from setuptools import Extension, setup
+
+extra_compile_args = ["-Wall", "-Wextra", "-std=c11"]
+extra_link_args = []
+undef_macros = []
+if os.environ.get("TUNTAP_WERROR"):
+    extra_compile_args.append("-Werror")
+if os.environ.get("TUNTAP_DEBUG"):
+    extra_compile_args += ["-O0", "-g3"]
+    undef_macros.append("NDEBUG")
+if os.environ.get("TUNTAP_SANITIZE"):
+    flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    extra_compile_args += flags
+    extra_link_args += flags
+
+setup(
+    ext_modules=[
+        Extension(
+            "tuntap._tuntap",
+            ["src/_tuntap.c"],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+            undef_macros=undef_macros,
+        )
+    ]
+)
