@@ -58,10 +58,15 @@ CFLOOR_SOURCE = r"""/* The C reference loop: the physical floor for per-packet T
  *
  *   cfloor read  FD|NAME K [BUFSIZE]   read exactly K packets
  *   cfloor write FD|NAME K             write the packet given on stdin K times
+ *   cfloor serve FD|NAME               stay up and run commands from stdin:
+ *       "r K BUFSIZE\n"                 read exactly K packets
+ *       "w K LEN\n" + LEN bytes         write that packet K times
  *
  * FD is an inherited, already attached TUN fd (the benchmark passes it); a NAME
  * opens /dev/net/tun and attaches to that interface (IFF_TUN | IFF_NO_PI).
- * Prints "<elapsed ns> <packets> <bytes>" on stdout; exit status 1 on any error.
+ * Each run prints "<elapsed ns> <packets> <bytes>" on stdout; exit status 1 on any
+ * error.  The benchmarks use `serve`, so the loop runs in a process that is as warm
+ * (page tables, caches, branch predictors) as the Python process it is compared with.
  * The benchmarks compile this file with `cc -O2` (benchmarks/_build/); the same
  * source is embedded in tuntap/_bench.py for `python -m tuntap bench`.
  */
@@ -107,64 +112,99 @@ static int open_dev(const char *arg)
     return t;
 }
 
+static char buf[65536];
+
+/* One timed run; returns 0 or -1 with errno set. */
+static int run(int fd, int writing, long k, size_t size, long long *ns, long long *bytes)
+{
+    long long t0, t1, total = 0;
+    long i;
+
+    if (!writing)
+        memset(buf, 0, size); /* fault the buffer in before the clock starts */
+    t0 = now_ns();
+    for (i = 0; i < k; i++) {
+        ssize_t n = writing ? write(fd, buf, size) : read(fd, buf, size);
+        if (n < 0) {
+            if (errno == EINTR) {
+                i--;
+                continue;
+            }
+            return -1;
+        }
+        total += n;
+    }
+    t1 = now_ns();
+    *ns = t1 - t0;
+    *bytes = total;
+    return 0;
+}
+
+static int serve(int fd)
+{
+    char line[128], op;
+    long k;
+    size_t size;
+    long long ns, bytes;
+
+    while (fgets(line, sizeof line, stdin)) {
+        if (sscanf(line, "%c %ld %zu", &op, &k, &size) != 3 || k <= 0 || size == 0 ||
+            size > sizeof buf || (op != 'r' && op != 'w')) {
+            fprintf(stderr, "bad command: %s", line);
+            return 2;
+        }
+        if (op == 'w' && fread(buf, 1, size, stdin) != size) {
+            fprintf(stderr, "short packet on stdin\n");
+            return 2;
+        }
+        if (run(fd, op == 'w', k, size, &ns, &bytes) < 0) {
+            perror(op == 'w' ? "write" : "read");
+            return 1;
+        }
+        printf("%lld %ld %lld\n", ns, k, bytes);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s read FD|NAME K [BUFSIZE] | write FD|NAME K < packet\n",
+    if (argc < 3 || (strcmp(argv[1], "serve") != 0 && argc < 4)) {
+        fprintf(stderr,
+                "usage: %s read FD|NAME K [BUFSIZE] | write FD|NAME K < packet | serve FD|NAME\n",
                 argv[0]);
         return 2;
     }
     int fd = open_dev(argv[2]);
-    long k = strtol(argv[3], NULL, 10);
-    if (fd < 0 || k <= 0)
+    if (fd < 0)
         return 1;
-    static char buf[65536];
-    long long bytes = 0, t0, t1;
-    long i;
+    if (strcmp(argv[1], "serve") == 0)
+        return serve(fd);
 
-    if (strcmp(argv[1], "read") == 0) {
-        size_t size = argc > 4 ? (size_t)strtoul(argv[4], NULL, 10) : 2048;
-        if (size == 0 || size > sizeof buf)
-            return 2;
-        t0 = now_ns();
-        for (i = 0; i < k; i++) {
-            ssize_t n = read(fd, buf, size);
-            if (n < 0) {
-                if (errno == EINTR) {
-                    i--;
-                    continue;
-                }
-                perror("read");
-                return 1;
-            }
-            bytes += n;
-        }
-        t1 = now_ns();
-    } else if (strcmp(argv[1], "write") == 0) {
-        size_t len = fread(buf, 1, sizeof buf, stdin);
-        if (len == 0) {
+    long k = strtol(argv[3], NULL, 10);
+    int writing = strcmp(argv[1], "write") == 0;
+    size_t size;
+    long long ns, bytes;
+    if (k <= 0 || (!writing && strcmp(argv[1], "read") != 0)) {
+        fprintf(stderr, "bad mode or K\n");
+        return 2;
+    }
+    if (writing) {
+        size = fread(buf, 1, sizeof buf, stdin);
+        if (size == 0) {
             fprintf(stderr, "no packet on stdin\n");
             return 2;
         }
-        t0 = now_ns();
-        for (i = 0; i < k; i++) {
-            ssize_t n = write(fd, buf, len);
-            if (n < 0) {
-                if (errno == EINTR) {
-                    i--;
-                    continue;
-                }
-                perror("write");
-                return 1;
-            }
-            bytes += n;
-        }
-        t1 = now_ns();
     } else {
-        fprintf(stderr, "unknown mode %s\n", argv[1]);
-        return 2;
+        size = argc > 4 ? (size_t)strtoul(argv[4], NULL, 10) : 2048;
+        if (size == 0 || size > sizeof buf)
+            return 2;
     }
-    printf("%lld %ld %lld\n", t1 - t0, k, bytes);
+    if (run(fd, writing, k, size, &ns, &bytes) < 0) {
+        perror(writing ? "write" : "read");
+        return 1;
+    }
+    printf("%lld %ld %lld\n", ns, k, bytes);
     return 0;
 }
 """
@@ -400,10 +440,14 @@ class Method:
         self._closer = closer
         self._fileno = fileno
         self.dev: Any = None
+        self.ifname = ""
 
     def open(self, ifname: str) -> None:
+        """Create the device; ``self.ifname`` is the name the kernel gave it."""
         assert self._opener is not None
         self.dev = self._opener(ifname)
+        name = getattr(self.dev, "name", None)
+        self.ifname = name if isinstance(name, str) and name else ifname
 
     def run(self, k: int, packet: bytes) -> int:
         assert self._runner is not None
@@ -438,34 +482,70 @@ class _FdDev:
             self.fd = -1
 
 
+class _CFloorDev:
+    """A device fd plus a ``cfloor serve`` process that runs the C loops on it.
+
+    The C process stays up for the whole benchmark, so it is as warm as the Python
+    process it is compared with; it inherits the CPU pinning.
+    """
+
+    def __init__(self, exe: str, ifname: str) -> None:
+        self.fd = open_plain_tun(ifname)
+        self.proc = subprocess.Popen([exe, "serve", str(self.fd)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     pass_fds=(self.fd,))
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def run(self, command: bytes) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command)
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(5)
+            assert self.proc.stderr is not None
+            why = self.proc.stderr.read().decode(errors="replace").strip()
+            raise RuntimeError(f"C floor exited with {self.proc.returncode}: {why}")
+        return int(line.split()[0])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # our own child, by its Popen handle
+                self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr, self.proc.stdin):
+            if f is not None and not f.closed:
+                f.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def cfloor_methods(exe: str | None) -> list[Method]:
     """The C reference loops (reported as missing without a compiler)."""
     if exe is None:
         why = "no C compiler (cc) found"
         return [Method("C read()", "read", missing=why), Method("C write()", "write", missing=why)]
 
-    def run_read(dev: _FdDev, k: int, packet: bytes) -> int:
-        return _run_cfloor([exe, "read", str(dev.fd), str(k), str(READ_BUFSIZE)], dev.fd, None)
+    def opener(ifname: str) -> _CFloorDev:
+        return _CFloorDev(exe, ifname)
 
-    def run_write(dev: _FdDev, k: int, packet: bytes) -> int:
-        return _run_cfloor([exe, "write", str(dev.fd), str(k)], dev.fd, packet)
+    def run_read(dev: _CFloorDev, k: int, packet: bytes) -> int:
+        return dev.run(b"r %d %d\n" % (k, READ_BUFSIZE))
 
-    def opener(ifname: str) -> _FdDev:
-        return _FdDev(open_plain_tun(ifname))
+    def run_write(dev: _CFloorDev, k: int, packet: bytes) -> int:
+        return dev.run(b"w %d %d\n" % (k, len(packet)) + packet)
 
     return [
         Method("C read()", "read", opener, run_read),
         Method("C write()", "write", opener, run_write),
     ]
-
-
-def _run_cfloor(argv: list[str], fd: int, stdin: bytes | None) -> int:
-    proc = subprocess.run(argv, input=stdin if stdin is not None else b"", pass_fds=(fd,),
-                          capture_output=True, timeout=DEADLINE_S)
-    if proc.returncode != 0:
-        raise RuntimeError(f"C floor failed: {proc.stderr.decode(errors='replace').strip()}")
-    ns, _count, _bytes = proc.stdout.split()
-    return int(ns)
 
 
 def inline_ctypes_methods() -> list[Method]:
@@ -645,10 +725,9 @@ def run_bench(
                 r.missing = m.missing
         if m.missing:
             continue
-        ifname = f"tb{i}"
         try:
-            m.open(ifname)
-            configure(ifname, f"10.201.{i}.1", "255.255.255.0", txqlen)
+            m.open(f"tb{i}")
+            configure(m.ifname, f"10.201.{i}.1", "255.255.255.0", txqlen)
         except Exception as exc:  # noqa: BLE001 - a peer that cannot run is reported
             m.close()
             m.missing = f"cannot open device: {type(exc).__name__}: {exc}"
@@ -714,7 +793,7 @@ def run_bench(
 
 def _one_run(m: Method, i: int, k: int, payload: bytes, fill: socket.socket,
              sink: socket.socket) -> int:
-    ifname = f"tb{i}"
+    ifname = m.ifname
     local, peer = f"10.201.{i}.1", f"10.201.{i}.2"
     fd = m.fileno()
     if not _queue_empty(fd):
