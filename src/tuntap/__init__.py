@@ -1,0 +1,29 @@
+"""tuntap: fast, correct Linux TUN/TAP devices for Python."""
+
+from . import _tuntap
+from ._device import Device, DeviceInfo, delete, list_devices, open_queues
+from ._flags import IFF_ALIASES, Flags, Offload, features
+from ._tuntap import PacketBatch
+
+try:
+    from ._version import __version__
+except ImportError:  # pragma: no cover - _version.py is written by the build setup
+    __version__ = "0.1.0"
+
+globals().update(IFF_ALIASES)
+
+__all__ = [
+    "Device",
+    "DeviceInfo",
+    "Flags",
+    "Offload",
+    "PacketBatch",
+    "delete",
+    "features",
+    "list_devices",
+    "open_queues",
+    "__version__",
+    *sorted(IFF_ALIASES),
+]
+
+del IFF_ALIASES, _tuntap
