@@ -38,8 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from itertools import repeat
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, Callable, TextIO
 
 __all__ = [
     "BenchError",
