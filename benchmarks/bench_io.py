@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated method names or prefixes, e.g. 'tuntap readinto,"
                          "ctypes os.read': run only those (and the C floor)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-fifo", action="store_true",
+                    help="do not switch to SCHED_FIFO (default: FIFO priority 1, so other "
+                         "processes on the pinned CPU cannot preempt a timed loop)")
     args = ap.parse_args(argv)
 
     try:
@@ -204,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_io: {exc}", file=sys.stderr)
         return 1
     cpu = _bench.pin_cpu(args.cpu)
+    fifo = False if args.no_fifo else _bench.set_realtime()
     with open(os.path.join(HERE, "cfloor.c")) as f:
-        exe = _bench.compile_cfloor(f.read(), os.path.join(HERE, "_build"))
+        floor = _bench.compile_cfloor(f.read(), os.path.join(HERE, "_build"))
 
     keys = [x for x in args.only.split(",") if x]
-    factories = [("C", lambda: _bench.cfloor_methods(exe)), ("tuntap", _bench.tuntap_methods),
-                 ("ctypes", ctypes_methods), ("pytun", pytun_methods),
-                 ("pytap2", pytap2_methods), ("scapy", scapy_methods)]
+    factories = [("C", lambda: _bench.cfloor_methods(floor, own_process=True)),
+                 ("tuntap", _bench.tuntap_methods), ("ctypes", ctypes_methods),
+                 ("pytun", pytun_methods), ("pytap2", pytap2_methods), ("scapy", scapy_methods)]
     methods = []
     for prefix, factory in factories:
         # --only skips whole libraries, so that e.g. importing scapy stays out of a profile.
@@ -225,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     methods.sort(key=lambda m: m.kind != "read")
 
     info = machine_info(cpu)
+    info["sched"] = "SCHED_FIFO 1" if fifo else "SCHED_OTHER"
     info["command"] = "python benchmarks/bench_io.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
     print(json.dumps({"meta": info}), flush=True)

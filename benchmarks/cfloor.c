@@ -13,10 +13,14 @@
  * FD is an inherited, already attached TUN fd (the benchmark passes it); a NAME
  * opens /dev/net/tun and attaches to that interface (IFF_TUN | IFF_NO_PI).
  * Each run prints "<elapsed ns> <packets> <bytes>" on stdout; exit status 1 on any
- * error.  The benchmarks use `serve`, so the loop runs in a process that is as warm
- * (page tables, caches, branch predictors) as the Python process it is compared with.
- * The benchmarks compile this file with `cc -O2` (benchmarks/_build/); the same
- * source is embedded in tuntap/_bench.py for `python -m tuntap bench`.
+ * error.
+ *
+ * The benchmarks compile this file with `cc -O2` (benchmarks/_build/) twice: as a
+ * shared library whose cfloor_run() they call through ctypes, so the floor ("C read()")
+ * runs inside the same process, address space, caches and scheduling as the Python
+ * methods; and as this program, run once with `serve` for the whole benchmark ("C
+ * read() [own process]"), to show that a separate process measures the same floor.
+ * The same source is embedded in tuntap/_bench.py for `python -m tuntap bench`.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,9 +66,22 @@ static int open_dev(const char *arg)
 
 static char buf[65536];
 
-/* One timed run; returns 0 or -1 with errno set. */
-static int run(int fd, int writing, long k, size_t size, long long *ns, long long *bytes)
+/* One timed run; returns 0 or -1 with errno set.  Exported: the benchmarks also build
+ * this file as a shared library and call it through ctypes, so the floor runs inside
+ * the very process (same address space, caches and scheduling) as the Python methods.
+ * For writes the packet must already be in buf (cfloor_buffer()). */
+int cfloor_run(int fd, int writing, long k, size_t size, long long *ns, long long *bytes);
+char *cfloor_buffer(void);
+
+char *cfloor_buffer(void)
 {
+    return buf;
+}
+
+int cfloor_run(int fd, int writing, long k, size_t size, long long *ns, long long *bytes)
+{
+    if (size == 0 || size > sizeof buf)
+        return errno = EINVAL, -1;
     long long t0, t1, total = 0;
     long i;
 
@@ -105,7 +122,7 @@ static int serve(int fd)
             fprintf(stderr, "short packet on stdin\n");
             return 2;
         }
-        if (run(fd, op == 'w', k, size, &ns, &bytes) < 0) {
+        if (cfloor_run(fd, op == 'w', k, size, &ns, &bytes) < 0) {
             perror(op == 'w' ? "write" : "read");
             return 1;
         }
@@ -148,7 +165,7 @@ int main(int argc, char **argv)
         if (size == 0 || size > sizeof buf)
             return 2;
     }
-    if (run(fd, writing, k, size, &ns, &bytes) < 0) {
+    if (cfloor_run(fd, writing, k, size, &ns, &bytes) < 0) {
         perror(writing ? "write" : "read");
         return 1;
     }

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="CPU to pin to (default: the last one allowed)")
     bench.add_argument("--quick", action="store_true",
                        help="a few seconds: at most 256 packets and 3 rounds")
+    bench.add_argument("--realtime", action="store_true",
+                       help="run as SCHED_FIFO so busy processes cannot preempt a timed loop "
+                            "(steadier numbers on a loaded machine)")
     bench.add_argument("--json", action="store_true",
                        help="print one JSON object per result instead of the table")
     return parser
@@ -45,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tuntap import _bench
 
         return _bench.main(args.packets, args.payload, args.rounds, quick=args.quick,
-                           as_json=args.json, cpu=args.cpu)
+                           as_json=args.json, cpu=args.cpu,
+                           realtime=args.realtime)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

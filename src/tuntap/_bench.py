@@ -66,10 +66,14 @@ CFLOOR_SOURCE = r"""/* The C reference loop: the physical floor for per-packet T
  * FD is an inherited, already attached TUN fd (the benchmark passes it); a NAME
  * opens /dev/net/tun and attaches to that interface (IFF_TUN | IFF_NO_PI).
  * Each run prints "<elapsed ns> <packets> <bytes>" on stdout; exit status 1 on any
- * error.  The benchmarks use `serve`, so the loop runs in a process that is as warm
- * (page tables, caches, branch predictors) as the Python process it is compared with.
- * The benchmarks compile this file with `cc -O2` (benchmarks/_build/); the same
- * source is embedded in tuntap/_bench.py for `python -m tuntap bench`.
+ * error.
+ *
+ * The benchmarks compile this file with `cc -O2` (benchmarks/_build/) twice: as a
+ * shared library whose cfloor_run() they call through ctypes, so the floor ("C read()")
+ * runs inside the same process, address space, caches and scheduling as the Python
+ * methods; and as this program, run once with `serve` for the whole benchmark ("C
+ * read() [own process]"), to show that a separate process measures the same floor.
+ * The same source is embedded in tuntap/_bench.py for `python -m tuntap bench`.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -115,9 +119,22 @@ static int open_dev(const char *arg)
 
 static char buf[65536];
 
-/* One timed run; returns 0 or -1 with errno set. */
-static int run(int fd, int writing, long k, size_t size, long long *ns, long long *bytes)
+/* One timed run; returns 0 or -1 with errno set.  Exported: the benchmarks also build
+ * this file as a shared library and call it through ctypes, so the floor runs inside
+ * the very process (same address space, caches and scheduling) as the Python methods.
+ * For writes the packet must already be in buf (cfloor_buffer()). */
+int cfloor_run(int fd, int writing, long k, size_t size, long long *ns, long long *bytes);
+char *cfloor_buffer(void);
+
+char *cfloor_buffer(void)
 {
+    return buf;
+}
+
+int cfloor_run(int fd, int writing, long k, size_t size, long long *ns, long long *bytes)
+{
+    if (size == 0 || size > sizeof buf)
+        return errno = EINVAL, -1;
     long long t0, t1, total = 0;
     long i;
 
@@ -158,7 +175,7 @@ static int serve(int fd)
             fprintf(stderr, "short packet on stdin\n");
             return 2;
         }
-        if (run(fd, op == 'w', k, size, &ns, &bytes) < 0) {
+        if (cfloor_run(fd, op == 'w', k, size, &ns, &bytes) < 0) {
             perror(op == 'w' ? "write" : "read");
             return 1;
         }
@@ -201,7 +218,7 @@ int main(int argc, char **argv)
         if (size == 0 || size > sizeof buf)
             return 2;
     }
-    if (run(fd, writing, k, size, &ns, &bytes) < 0) {
+    if (cfloor_run(fd, writing, k, size, &ns, &bytes) < 0) {
         perror(writing ? "write" : "read");
         return 1;
     }
@@ -284,6 +301,17 @@ def pin_cpu(cpu: int | None = None) -> int:
     return cpu
 
 
+def set_realtime(priority: int = 1) -> bool:
+    """Run this process (and the C floor it starts) as SCHED_FIFO so that other busy
+    processes cannot preempt a timed loop; False if the kernel refuses. The loops are
+    bounded and the kernel's RT throttling still leaves 5% of the CPU to others."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError:
+        return False
+    return True
+
+
 def _ifreq(name: str, data: bytes = b"") -> bytes:
     return struct.pack("16s24s", name.encode(), data)
 
@@ -342,25 +370,58 @@ def udp4_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> b
     return hdr + struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
-def compile_cfloor(source: str, outdir: str) -> str | None:
-    """Compile the C floor with ``cc -O2``; return the executable or None without a compiler."""
+class CFloor:
+    """The compiled C floor: the ``cfloor`` program and ``libcfloor.so``."""
+
+    def __init__(self, exe: str, lib: str) -> None:
+        self.exe = exe
+        self.lib = ctypes.CDLL(lib, use_errno=True)  # CDLL releases the GIL in calls
+        self.lib.cfloor_run.argtypes = (
+            ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_longlong), ctypes.POINTER(ctypes.c_longlong))
+        self.lib.cfloor_run.restype = ctypes.c_int
+        self.lib.cfloor_buffer.restype = ctypes.c_void_p
+        self.lib.cfloor_buffer.argtypes = ()
+
+    def run(self, fd: int, packet: bytes | None, k: int, size: int) -> int:
+        """Run the C loop in this process; ``packet`` None reads, else writes it."""
+        if packet is not None:
+            ctypes.memmove(self.lib.cfloor_buffer(), packet, len(packet))
+            size = len(packet)
+        ns, nbytes = ctypes.c_longlong(), ctypes.c_longlong()
+        if self.lib.cfloor_run(fd, packet is not None, k, size, ctypes.byref(ns),
+                               ctypes.byref(nbytes)) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"C floor: {os.strerror(err)}")
+        return ns.value
+
+
+def compile_cfloor(source: str, outdir: str) -> CFloor | None:
+    """Compile the C floor with ``cc -O2`` (program and shared library) into ``outdir``.
+
+    Returns None when there is no C compiler; raises BenchError when compiling fails.
+    """
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return None
     os.makedirs(outdir, exist_ok=True)
     src = os.path.join(outdir, "cfloor.c")
     exe = os.path.join(outdir, "cfloor")
-    if os.path.exists(exe) and os.path.exists(src):
+    lib = os.path.join(outdir, "libcfloor.so")
+    fresh = False
+    if os.path.exists(exe) and os.path.exists(lib) and os.path.exists(src):
         with open(src) as f:
-            if f.read() == source:
-                return exe
-    with open(src, "w") as f:
-        f.write(source)
-    proc = subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True, text=True,
-                          timeout=120)
-    if proc.returncode != 0:
-        raise BenchError(f"compiling the C floor failed:\n{proc.stderr}")
-    return exe
+            fresh = f.read() == source
+    if not fresh:
+        with open(src, "w") as f:
+            f.write(source)
+        for argv in ([cc, "-O2", "-o", exe, src],
+                     [cc, "-O2", "-shared", "-fPIC", "-o", lib, src]):
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise BenchError(f"compiling the C floor failed: {' '.join(argv)}\n"
+                                 f"{proc.stderr}")
+    return CFloor(exe, lib)
 
 
 def open_plain_tun(name: str) -> int:
@@ -528,25 +589,44 @@ class _CFloorDev:
             self.fd = -1
 
 
-def cfloor_methods(exe: str | None) -> list[Method]:
-    """The C reference loops (reported as missing without a compiler)."""
-    if exe is None:
+FLOOR_READ = "C read()"
+FLOOR_WRITE = "C write()"
+
+
+def cfloor_methods(floor: CFloor | None, own_process: bool = False) -> list[Method]:
+    """The C reference loops (reported as missing without a compiler).
+
+    ``C read()`` / ``C write()`` run in this process through ctypes (one call per run);
+    with ``own_process`` the same loops also run in a separate ``cfloor serve`` process.
+    """
+    if floor is None:
         why = "no C compiler (cc) found"
-        return [Method("C read()", "read", missing=why), Method("C write()", "write", missing=why)]
+        return [Method(FLOOR_READ, "read", missing=why), Method(FLOOR_WRITE, "write", missing=why)]
 
-    def opener(ifname: str) -> _CFloorDev:
-        return _CFloorDev(exe, ifname)
+    def opener(ifname: str) -> _FdDev:
+        return _FdDev(open_plain_tun(ifname))
 
-    def run_read(dev: _CFloorDev, k: int, packet: bytes) -> int:
-        return dev.run(b"r %d %d\n" % (k, READ_BUFSIZE))
+    def run_read(dev: _FdDev, k: int, packet: bytes) -> int:
+        return floor.run(dev.fd, None, k, READ_BUFSIZE)
 
-    def run_write(dev: _CFloorDev, k: int, packet: bytes) -> int:
-        return dev.run(b"w %d %d\n" % (k, len(packet)) + packet)
+    def run_write(dev: _FdDev, k: int, packet: bytes) -> int:
+        return floor.run(dev.fd, packet, k, len(packet))
 
-    return [
-        Method("C read()", "read", opener, run_read),
-        Method("C write()", "write", opener, run_write),
-    ]
+    methods = [Method(FLOOR_READ, "read", opener, run_read),
+               Method(FLOOR_WRITE, "write", opener, run_write)]
+    if own_process:
+        def proc_opener(ifname: str) -> _CFloorDev:
+            return _CFloorDev(floor.exe, ifname)
+
+        def proc_read(dev: _CFloorDev, k: int, packet: bytes) -> int:
+            return dev.run(b"r %d %d\n" % (k, READ_BUFSIZE))
+
+        def proc_write(dev: _CFloorDev, k: int, packet: bytes) -> int:
+            return dev.run(b"w %d %d\n" % (k, len(packet)) + packet)
+
+        methods[1:1] = [Method(FLOOR_READ + " [own process]", "read", proc_opener, proc_read)]
+        methods.append(Method(FLOOR_WRITE + " [own process]", "write", proc_opener, proc_write))
+    return methods
 
 
 def inline_ctypes_methods() -> list[Method]:
@@ -788,7 +868,7 @@ def run_bench(
 
     out = list(results.values())
     floors = {(r.kind, r.k, r.payload): r.median for r in out
-              if r.method.startswith("C ") and r.per_packet}
+              if r.method in (FLOOR_READ, FLOOR_WRITE) and r.per_packet}
     for r in out:
         floor = floors.get((r.kind, r.k, r.payload))
         if r.per_packet and floor:
@@ -885,6 +965,7 @@ def main(
     quick: bool = False,
     as_json: bool = False,
     cpu: int | None = None,
+    realtime: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -907,20 +988,24 @@ def main(
         err.write(f"tuntap bench: {exc}\n")
         return 1
     cpu = pin_cpu(cpu)
+    if realtime and not set_realtime():
+        err.write("tuntap bench: SCHED_FIFO refused, running as a normal process\n")
+        realtime = False
     tmp = tempfile.mkdtemp(prefix="tuntap-bench-")
     try:
         try:
-            exe = compile_cfloor(CFLOOR_SOURCE, tmp)
+            floor = compile_cfloor(CFLOOR_SOURCE, tmp)
         except (BenchError, OSError, subprocess.SubprocessError) as exc:
             err.write(f"tuntap bench: C floor unavailable: {exc}\n")
-            exe = None
-        c_read, c_write = cfloor_methods(exe)
+            floor = None
+        c_read, c_write = cfloor_methods(floor)
         c_read_, c_write_ = inline_ctypes_methods()
         tt = tuntap_methods()
         methods = [c_read, *[m for m in tt if m.kind == "read"], c_read_,
                    c_write, *[m for m in tt if m.kind == "write"], c_write_]
         err.write(f"tuntap bench: K={packets} packets, {payload}-byte UDP payload, "
-                  f"{rounds} rounds, CPU {cpu}, private network namespace\n")
+                  f"{rounds} rounds, CPU {cpu}{' (SCHED_FIFO)' if realtime else ''}, "
+                  "private network namespace\n")
 
         def emit(d: dict[str, Any]) -> None:
             if as_json:
