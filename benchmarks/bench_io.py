@@ -162,6 +162,12 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def cpu_times() -> list[int]:
+    """The aggregate ``cpu`` line of /proc/stat (USER_HZ ticks); index 7 is steal."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
 def machine_info(cpu: int) -> dict[str, Any]:
     model = ""
     with open("/proc/cpuinfo") as f:
@@ -237,10 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     def emit(d: dict[str, Any]) -> None:
         print(json.dumps(d), flush=True)
 
+    t0 = cpu_times()
     results = _bench.run_bench(methods, args.packets, args.payload, args.rounds,
                                progress=None if args.no_progress else sys.stderr, emit=emit)
+    t1 = cpu_times()
+    busy = [b - a for a, b in zip(t0, t1)]
     with open("/proc/loadavg") as f:
-        print(json.dumps({"meta_end": {"loadavg": " ".join(f.read().split()[:3])}}), flush=True)
+        end = {"loadavg": " ".join(f.read().split()[:3]),
+               # time the hypervisor gave to others while we wanted the CPU, and how
+               # busy both CPUs were (all processes, ours included) during the run
+               "steal_pct": round(100 * busy[7] / max(sum(busy), 1), 1),
+               "cpu_busy_pct": round(100 * (sum(busy) - busy[3] - busy[4]) / max(sum(busy), 1),
+                                     1)}
+    print(json.dumps({"meta_end": end}), flush=True)
     out = io.StringIO()
     for kind in ("read", "write"):
         if any(r.kind == kind for r in results):

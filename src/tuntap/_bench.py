@@ -13,7 +13,9 @@ TUN device, one method at a time, on one pinned CPU, inside a private network na
 Each method gets its own device configured identically, so every method sees the same
 packets and the same queue depth. A C loop (plain ``read``/``write``, one syscall per
 packet, compiled here with ``cc -O2`` when a compiler exists) gives the physical floor;
-every result carries its ratio to the floor's median in the same run.
+every result carries its ratio to the floor of the same run: the median over rounds of
+(this method's time / the floor's time in that round), a paired estimate that drift in
+machine load between rounds cannot bias (the ratio of the two medians is printed too).
 
 This module must work from an installed wheel: it imports nothing from ``benchmarks/``.
 The standalone scripts in ``benchmarks/`` import it and add more methods (the ctypes
@@ -710,9 +712,11 @@ class Result:
         self.k = k
         self.payload = payload
         self.per_packet: list[float] = []
+        self.by_round: dict[int, float] = {}
         self.missing: str | None = None
         self.error: str | None = None
-        self.ratio: float | None = None
+        self.ratio: float | None = None  # median of the per-round ratios to the floor
+        self.ratio_of_medians: float | None = None
 
     @property
     def median(self) -> float:
@@ -732,6 +736,8 @@ class Result:
                 max_ns=round(max(self.per_packet), 1),
                 rounds=len(self.per_packet),
                 ratio_to_c=None if self.ratio is None else round(self.ratio, 3),
+                ratio_of_medians=(None if self.ratio_of_medians is None
+                                  else round(self.ratio_of_medians, 3)),
             )
         return d
 
@@ -855,6 +861,7 @@ def run_bench(
                             continue
                         if rnd >= warmup:
                             r.per_packet.append(ns / k)
+                            r.by_round[rnd] = ns / k
         bar.finish()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -867,12 +874,14 @@ def run_bench(
             m.close()
 
     out = list(results.values())
-    floors = {(r.kind, r.k, r.payload): r.median for r in out
+    floors = {(r.kind, r.k, r.payload): r for r in out
               if r.method in (FLOOR_READ, FLOOR_WRITE) and r.per_packet}
     for r in out:
         floor = floors.get((r.kind, r.k, r.payload))
-        if r.per_packet and floor:
-            r.ratio = r.median / floor
+        if r.per_packet and floor is not None:
+            r.ratio_of_medians = r.median / floor.median
+            pairs = [t / floor.by_round[j] for j, t in r.by_round.items() if j in floor.by_round]
+            r.ratio = statistics.median(pairs) if pairs else r.ratio_of_medians
         if emit is not None:
             emit(r.to_json())
     return out
@@ -932,7 +941,7 @@ def format_table(results: Iterable[Result], kind: str) -> str:
         if r.method not in names:
             names.append(r.method)
     by = {(r.method, r.k, r.payload): r for r in rs}
-    head = f"| {kind}: ns/packet, median (x C floor) | " + " | ".join(
+    head = f"| {kind}: median ns/packet (x C floor) | " + " | ".join(
         f"K={k} {p}B" for k, p in points) + " |"
     lines = [head, "|---|" + "---:|" * len(points)]
     for name in names:
