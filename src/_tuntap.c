@@ -581,7 +581,7 @@ typedef struct {
     Py_END_ALLOW_THREADS
 
 /* Outcomes of waiting without the GIL. */
-enum { TT_READY = 1, TT_TIMEOUT = 0, TT_ERR = -1, TT_CLOSED = -2, TT_PERR = -3 };
+enum { TT_READY = 1, TT_ERR = -1, TT_CLOSED = -2, TT_PERR = -3, TT_TIMEOUT = -4 };
 
 static PyObject *
 tt_closed_error(void)
@@ -2745,7 +2745,23 @@ tt_list_links(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return list;
 }
 
+PyDoc_STRVAR(tt_check_name__doc__,
+"_check_name($module, name, /)\n--\n\n"
+"Raise ValueError/TypeError for an interface name the kernel would refuse or\n"
+"truncate (the check Device() makes before any syscall).");
+
+static PyObject *
+tt_check_name(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    char name[IFNAMSIZ];
+    if (tt_check_ifname(arg, name) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef tt_functions[] = {
+    {"_check_name", (PyCFunction)tt_check_name, METH_O, tt_check_name__doc__},
     {"features", (PyCFunction)(void (*)(void))tt_features, METH_FASTCALL, tt_features__doc__},
     {"_list_links", (PyCFunction)tt_list_links, METH_NOARGS, tt_list_links__doc__},
     {NULL, NULL, 0, NULL},

@@ -163,8 +163,7 @@ def delete(name: str) -> None:
         The kernel's refusal, e.g. ``EBUSY`` while another fd holds a
         single-queue device.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"interface name must be str, not {type(name).__name__}")
+    _tuntap._check_name(name)
     for info in list_devices():
         if info.name == name:
             break
