@@ -1,0 +1,207 @@
+"""Test infrastructure: a private network namespace for the whole session, device fixtures.
+
+Tests marked ``needs_tun`` run with the main thread inside a fresh network namespace
+(``unshare(CLONE_NEWNET)``), entered lazily before the first such test. Threads and
+subprocesses (``ping``, ``ip``) started afterwards inherit it, so nothing the tests do can
+touch the host's interfaces. The namespace is left (``setns`` back) when the session ends,
+which also destroys every device a failed test may have left behind.
+
+Whether TUN is usable is decided by a probe that does not use the library under test:
+``/dev/net/tun`` missing, ``unshare`` refused (EPERM) or a raw ``TUNSETIFF`` refused (EPERM)
+skip the ``needs_tun`` tests with the reason. With ``TUNTAP_REQUIRE_TUN=1`` (set by
+``.ci/run``) every one of those skips, and any other skip of a ``needs_tun`` test, is turned
+into a failure, so a skip can never hide a failure on a capable machine.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import stat
+import struct
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from netutil import current_netns, ip, setns_net, unique_name, unique_net, unshare_net
+
+TUNSETIFF = 0x400454CA  # _IOW('T', 202, int)
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+
+REQUIRE_TUN = os.environ.get("TUNTAP_REQUIRE_TUN") == "1"
+
+
+@dataclass
+class TunEnv:
+    available: bool
+    reason: str
+    netns: str = ""  # identity of the private namespace, e.g. "net:[4026532300]"
+
+
+def _probe_tunsetiff() -> str | None:
+    """Create and drop a TUN device with raw syscalls; return why it failed, if it did."""
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "/dev/net/tun is missing"
+    except PermissionError as e:
+        return f"cannot open /dev/net/tun: {e}"
+    try:
+        ifr = struct.pack("16sH22x", b"ttprobe%d", IFF_TUN | IFF_NO_PI)
+        fcntl.ioctl(fd, TUNSETIFF, ifr)
+    except OSError as e:
+        if e.errno == errno.EPERM:
+            return f"TUNSETIFF refused (no CAP_NET_ADMIN): {e}"
+        raise
+    finally:
+        os.close(fd)
+    return None
+
+
+@pytest.fixture(scope="session")
+def _tun_env() -> Iterator[TunEnv]:
+    """Enter a private network namespace (main thread) if TUN can be used at all."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("the namespace fixture must run in the main thread")
+    if not os.path.exists("/dev/net/tun"):
+        yield TunEnv(False, "/dev/net/tun is missing")
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            unshare_net()
+        except PermissionError as e:
+            yield TunEnv(False, f"unshare(CLONE_NEWNET) refused (no CAP_SYS_ADMIN): {e}")
+            return
+        try:
+            ip("link", "set", "lo", "up")
+            # Keep devices quiet: no automatic IPv6 link-local address, so no router
+            # solicitations or DAD probes show up among the packets the tests read.
+            subprocess.run(["sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1"],
+                           capture_output=True, timeout=10, check=False)
+            reason = _probe_tunsetiff()
+            env = TunEnv(reason is None, reason or "", current_netns())
+            yield env
+        finally:
+            setns_net(home)
+    finally:
+        os.close(home)
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_TUN:
+        pytest.fail(f"TUNTAP_REQUIRE_TUN=1 but TUN is unusable here: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _needs_tun_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("needs_tun") is None:
+        yield
+        return
+    env: TunEnv = request.getfixturevalue("_tun_env")
+    if not env.available:
+        _unavailable(env.reason)
+    # Never run a device test outside the private namespace (e.g. after a test that
+    # forgot to setns back): that would touch the host's interfaces.
+    assert current_netns() == env.netns, "main thread is not in the private namespace"
+    yield
+    assert current_netns() == env.netns, "the test left the main thread in another netns"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_TUN and report.skipped and item.get_closest_marker("needs_tun") is not None:
+        # On a machine that must run them, a skipped TUN test is a failure.
+        if not hasattr(report, "wasxfail"):
+            report.outcome = "failed"
+            report.longrepr = f"needs_tun test skipped under TUNTAP_REQUIRE_TUN=1: " \
+                              f"{report.longrepr}"
+
+
+# --------------------------------------------------------------------------------------
+# Device fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def open_device() -> Iterator[Callable[..., Any]]:
+    """Factory: ``open_device(name, flags, **kw)``; every device is closed at teardown."""
+    import tuntap
+
+    opened: list[Any] = []
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        dev = tuntap.Device(*args, **kwargs)
+        opened.append(dev)
+        return dev
+
+    yield factory
+    for dev in opened:
+        dev.close()
+
+
+@pytest.fixture
+def cleanup_links() -> Iterator[list[str]]:
+    """Names appended here are deleted (by exact name) at teardown, e.g. persistent ones."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        ip("link", "del", "dev", name, check=False)
+
+
+@dataclass
+class UpDevice:
+    dev: Any
+    name: str
+    local: str
+    remote: str
+    other: str
+
+
+@pytest.fixture
+def tun(open_device: Callable[..., Any]) -> UpDevice:
+    """A TUN (NO_PI) device with ``local``/24 and up; ``remote`` is routed through it."""
+    net = unique_net()
+    dev = open_device(unique_name())
+    dev.add_address(net.cidr)
+    dev.up()
+    return UpDevice(dev, dev.name, net.local, net.remote, net.other)
+
+
+@pytest.fixture
+def named_netns() -> Iterator[str]:
+    """A fresh named namespace ``tt-<pid>-<random>``, deleted by exact name."""
+    name = f"tt-{os.getpid()}-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
+    try:
+        ip("link", "set", "lo", "up", netns=name)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True,
+                       timeout=10)
+
+
+@pytest.fixture
+def tun_node() -> Iterator[str]:
+    """A private TUN device node (``c 10 200``, mode 666) any uid can open, in a 755 dir."""
+    d = tempfile.mkdtemp(prefix="tuntap-node-")
+    try:
+        os.chmod(d, 0o755)
+        node = os.path.join(d, "tun")
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
+        os.chmod(node, 0o666)
+        yield node
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,377 @@
+"""Small helpers shared by the tests: packet builders/parsers, namespaces, ``ip`` queries.
+
+Everything here is plain ``struct``/``socket`` so the tests do not depend on the library
+under test to build or check packets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import ipaddress
+import itertools
+import json
+import os
+import secrets
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+CLONE_NEWNET = 0x40000000
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+IPPROTO_ICMP = 1
+IPPROTO_UDP = 17
+
+# Wait bound for anything that should happen "now" (a packet in flight, a thread waking).
+WAIT = 2.0
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+# --------------------------------------------------------------------------------------
+# Namespaces
+# --------------------------------------------------------------------------------------
+
+
+def unshare_net() -> None:
+    """Move the calling thread into a fresh network namespace."""
+    if hasattr(os, "unshare"):
+        os.unshare(CLONE_NEWNET)
+        return
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), "unshare(CLONE_NEWNET)")
+
+
+def setns_net(fd: int) -> None:
+    """Move the calling thread into the network namespace behind ``fd``."""
+    if hasattr(os, "setns"):
+        os.setns(fd, CLONE_NEWNET)
+        return
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), "setns(CLONE_NEWNET)")
+
+
+def current_netns() -> str:
+    """Identity of the calling thread's network namespace, e.g. ``net:[4026531840]``."""
+    return os.readlink("/proc/thread-self/ns/net")
+
+
+@contextlib.contextmanager
+def in_netns(path: str) -> Iterator[None]:
+    """Run the body (this thread, and subprocesses it starts) inside another namespace."""
+    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns_net(target)
+        try:
+            yield
+        finally:
+            setns_net(back)
+    finally:
+        os.close(target)
+        os.close(back)
+
+
+# --------------------------------------------------------------------------------------
+# Names and addresses
+# --------------------------------------------------------------------------------------
+
+_names = itertools.count()
+_nets = itertools.count(1)
+
+
+def unique_name(prefix: str = "tt") -> str:
+    """A fresh interface name (<= 15 bytes) unlikely to collide with anything."""
+    return f"{prefix}{os.getpid() % 10000}x{next(_names)}{secrets.token_hex(1)}"[:15]
+
+
+class Net(NamedTuple):
+    """A /24 for one test: ``local`` goes on the device, ``remote`` is routed through it."""
+
+    local: str
+    remote: str
+    other: str
+    prefix: int = 24
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.local}/{self.prefix}"
+
+
+def unique_net() -> Net:
+    n = next(_nets)
+    base = f"10.{100 + n // 250}.{n % 250}"
+    return Net(f"{base}.1", f"{base}.2", f"{base}.3")
+
+
+def unique_net6() -> tuple[str, str]:
+    n = next(_nets)
+    return f"fd00:77:{n:x}::1", f"fd00:77:{n:x}::2"
+
+
+# --------------------------------------------------------------------------------------
+# ip(8)
+# --------------------------------------------------------------------------------------
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["ip"]
+    if netns is not None:
+        cmd += ["-n", netns]
+    cmd += list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=10)
+
+
+def link_json(name: str, netns: str | None = None) -> dict[str, Any] | None:
+    """``ip -j -d link show dev NAME`` as a dict, or None if there is no such link."""
+    r = ip("-j", "-d", "link", "show", "dev", name, netns=netns, check=False)
+    if r.returncode != 0:
+        return None
+    data = json.loads(r.stdout)
+    return data[0] if data else None
+
+
+def addr_json(name: str, netns: str | None = None) -> list[dict[str, Any]]:
+    """The ``addr_info`` list of ``ip -j addr show dev NAME``."""
+    r = ip("-j", "addr", "show", "dev", name, netns=netns)
+    data = json.loads(r.stdout)
+    return data[0].get("addr_info", []) if data else []
+
+
+def link_exists(name: str, netns: str | None = None) -> bool:
+    return link_json(name, netns) is not None
+
+
+# --------------------------------------------------------------------------------------
+# Checksums and packets
+# --------------------------------------------------------------------------------------
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def build_ipv4(src: str, dst: str, proto: int, payload: bytes, *, ttl: int = 64,
+               ident: int = 0x1234) -> bytes:
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, ttl,
+                      proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    csum = checksum(hdr)
+    return hdr[:10] + struct.pack("!H", csum) + hdr[12:] + payload
+
+
+def build_udp4(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A complete IPv4 packet carrying one UDP datagram with a correct UDP checksum."""
+    length = 8 + len(payload)
+    udp = struct.pack("!HHHH", sport, dport, length, 0) + payload
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0,
+                                                                         IPPROTO_UDP, length)
+    csum = checksum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
+    return build_ipv4(src, dst, IPPROTO_UDP, udp)
+
+
+class IPv4(NamedTuple):
+    version: int
+    ihl: int
+    total_length: int
+    ttl: int
+    proto: int
+    header_ok: bool
+    src: str
+    dst: str
+    payload: bytes
+
+
+def parse_ipv4(pkt: bytes) -> IPv4:
+    if len(pkt) < 20:
+        raise ValueError(f"short IPv4 packet: {len(pkt)} bytes")
+    vihl, _tos, total, _id, _frag, ttl, proto, _csum, src, dst = struct.unpack(
+        "!BBHHHBBH4s4s", pkt[:20])
+    ihl = (vihl & 0xF) * 4
+    return IPv4(vihl >> 4, ihl, total, ttl, proto, checksum(pkt[:ihl]) == 0,
+                socket.inet_ntoa(src), socket.inet_ntoa(dst), pkt[ihl:total])
+
+
+class UDP(NamedTuple):
+    sport: int
+    dport: int
+    length: int
+    checksum_ok: bool
+    payload: bytes
+
+
+def parse_udp4(pkt: bytes) -> tuple[IPv4, UDP]:
+    """Parse an IPv4/UDP packet; checks the UDP checksum when it is not zero."""
+    ip4 = parse_ipv4(pkt)
+    if ip4.proto != IPPROTO_UDP:
+        raise ValueError(f"not UDP: proto {ip4.proto}")
+    seg = ip4.payload
+    sport, dport, length, csum = struct.unpack("!HHHH", seg[:8])
+    ok = True
+    if csum:
+        pseudo = socket.inet_aton(ip4.src) + socket.inet_aton(ip4.dst) + struct.pack(
+            "!BBH", 0, IPPROTO_UDP, length)
+        ok = checksum(pseudo + seg[:length]) == 0
+    return ip4, UDP(sport, dport, length, ok, seg[8:length])
+
+
+def is_udp4_to(pkt: bytes, dst: str, dport: int) -> bool:
+    if len(pkt) < 28 or pkt[0] >> 4 != 4 or pkt[9] != IPPROTO_UDP:
+        return False
+    ihl = (pkt[0] & 0xF) * 4
+    return (socket.inet_ntoa(pkt[16:20]) == dst
+            and struct.unpack("!H", pkt[ihl + 2:ihl + 4])[0] == dport)
+
+
+def icmp_echo_reply_for(pkt: bytes) -> bytes | None:
+    """Given an IPv4 ICMP echo request, build the matching echo reply (else None)."""
+    if len(pkt) < 28 or pkt[0] >> 4 != 4:
+        return None
+    ip4 = parse_ipv4(pkt)
+    if ip4.proto != IPPROTO_ICMP or not ip4.payload or ip4.payload[0] != 8:
+        return None
+    icmp = bytearray(ip4.payload)
+    icmp[0] = 0  # echo reply, same id/seq/data
+    icmp[2:4] = b"\0\0"
+    icmp[2:4] = struct.pack("!H", checksum(bytes(icmp)))
+    return build_ipv4(ip4.dst, ip4.src, IPPROTO_ICMP, bytes(icmp))
+
+
+# Ethernet / ARP ------------------------------------------------------------------------
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def build_eth(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
+    return dst + src + struct.pack("!H", ethertype) + payload
+
+
+def arp_reply_for(frame: bytes, answer_ip: str, answer_mac: bytes) -> bytes | None:
+    """Given an Ethernet ARP request for ``answer_ip``, build the reply frame (else None)."""
+    if len(frame) < 42 or struct.unpack("!H", frame[12:14])[0] != ETH_P_ARP:
+        return None
+    htype, ptype, hlen, plen, op = struct.unpack("!HHBBH", frame[14:22])
+    if (htype, ptype, hlen, plen, op) != (1, ETH_P_IP, 6, 4, 1):
+        return None
+    sha, spa, _tha, tpa = frame[22:28], frame[28:32], frame[32:38], frame[38:42]
+    if tpa != socket.inet_aton(answer_ip):
+        return None
+    arp = struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, 2) + answer_mac + tpa + sha + spa
+    return build_eth(sha, answer_mac, ETH_P_ARP, arp)
+
+
+def eth_icmp_echo_reply_for(frame: bytes, my_mac: bytes) -> bytes | None:
+    if len(frame) < 14 or struct.unpack("!H", frame[12:14])[0] != ETH_P_IP:
+        return None
+    reply = icmp_echo_reply_for(frame[14:])
+    if reply is None:
+        return None
+    return build_eth(frame[6:12], my_mac, ETH_P_IP, reply)
+
+
+# --------------------------------------------------------------------------------------
+# Reading with a bound
+# --------------------------------------------------------------------------------------
+
+
+def read_matching(dev: Any, pred: Callable[[bytes], bool], *, timeout: float = WAIT,
+                  size: int = 65536) -> bytes:
+    """Read packets from ``dev`` (blocking mode, any timeout) until ``pred`` accepts one.
+
+    Unrelated packets (IPv6 housekeeping and the like) are skipped. Raises AssertionError
+    when nothing matching arrives within ``timeout`` seconds.
+    """
+    old = dev.gettimeout()
+    deadline = time.monotonic() + timeout
+    buf = bytearray(size)
+    try:
+        for _ in range(10000):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            dev.settimeout(left)
+            try:
+                n = dev.readinto(buf)
+            except TimeoutError:
+                break
+            pkt = bytes(buf[:n])
+            if pred(pkt):
+                return pkt
+    finally:
+        dev.settimeout(old)
+    raise AssertionError(f"no matching packet within {timeout} s")
+
+
+class Responder:
+    """A thread that answers packets on a device: ``handler(pkt) -> reply | None``."""
+
+    def __init__(self, dev: Any, handler: Callable[[bytes], bytes | None]) -> None:
+        self.dev = dev
+        self.handler = handler
+        self.stop = threading.Event()
+        self.answered = 0
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        buf = bytearray(65536)
+        self.dev.settimeout(0.05)
+        deadline = time.monotonic() + 30
+        try:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                try:
+                    n = self.dev.readinto(buf)
+                except TimeoutError:
+                    continue
+                reply = self.handler(bytes(buf[:n]))
+                if reply is not None:
+                    self.dev.write(reply)
+                    self.answered += 1
+        except BaseException as e:  # reported by the test
+            self.errors.append(e)
+
+    def __enter__(self) -> Responder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "responder thread did not stop"
+        assert not self.errors, f"responder failed: {self.errors!r}"
+
+
+def ping(addr: str, *, count: int = 2, wait: float = 2.0,
+         deadline: int = 10) -> subprocess.CompletedProcess:
+    """iputils ping, bounded: ``wait`` s per reply and a ``deadline`` overall."""
+    fam = "-6" if ":" in addr else "-4"
+    return subprocess.run(["ping", fam, "-n", "-c", str(count), "-i", "0.2", "-W", str(wait),
+                           "-w", str(int(deadline)), addr],
+                          capture_output=True, text=True, timeout=deadline + 5)
+
+
+def udp_socket(family: int = socket.AF_INET) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(WAIT)
+    return s
+
+
+def is_ipv6(addr: str) -> bool:
+    return ipaddress.ip_address(addr).version == 6

@@ -1,0 +1,177 @@
+"""Multi-queue devices: open_queues spreads flows; detach_queue / attach_queue."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+
+import pytest
+
+import tuntap
+from netutil import WAIT, is_udp4_to, link_json, parse_udp4, unique_name, unique_net
+
+pytestmark = pytest.mark.needs_tun
+
+PORT = 7700
+
+
+@pytest.fixture
+def queues():
+    net = unique_net()
+    qs = tuntap.open_queues(unique_name(), 4)
+    try:
+        qs[0].add_address(net.cidr)
+        qs[0].up()
+        yield qs, net
+    finally:
+        for q in qs:
+            q.close()
+
+
+def send_flows(dst: str, nflows: int, per_flow: int = 2) -> list[int]:
+    """One socket (one source port, one flow hash) per flow; returns the source ports."""
+    ports = []
+    for _ in range(nflows):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("", 0))
+            ports.append(s.getsockname()[1])
+            for i in range(per_flow):
+                s.sendto(b"flow %d" % i, (dst, PORT))
+    return ports
+
+
+def drain(qs, expected: int, dst: str) -> list[list[int]]:
+    """Source ports of our UDP packets, per queue, until `expected` arrived (bounded)."""
+    per_queue: list[list[int]] = [[] for _ in qs]
+    for q in qs:
+        q.setblocking(False)
+    deadline = time.monotonic() + WAIT
+    total = 0
+    while total < expected and time.monotonic() < deadline:
+        progress = False
+        for i, q in enumerate(qs):
+            try:
+                pkt = q.read()
+            except BlockingIOError:
+                continue
+            progress = True
+            if is_udp4_to(pkt, dst, PORT):
+                per_queue[i].append(parse_udp4(pkt)[1].sport)
+                total += 1
+        if not progress:
+            time.sleep(0.002)
+    return per_queue
+
+
+def test_open_queues_returns_multi_queue_devices_on_one_interface(queues):
+    qs, _net = queues
+    assert len(qs) == 4
+    name = qs[0].name
+    assert all(q.name == name for q in qs)
+    assert all(isinstance(q, tuntap.Device) for q in qs)
+    assert len({q.fileno() for q in qs}) == 4
+    assert all(tuntap.Flags.MULTI_QUEUE in q.flags for q in qs)
+    assert all(tuntap.Flags.NO_PI in q.flags for q in qs)
+    data = link_json(name)["linkinfo"]["info_data"]
+    assert data["multi_queue"] is True
+    assert data["numqueues"] == 4
+
+
+def test_flows_are_spread_across_all_queues(queues):
+    qs, net = queues
+    ports = send_flows(net.remote, 64)
+    per_queue = drain(qs, 128, net.remote)
+    assert sum(len(p) for p in per_queue) == 128
+    assert all(per_queue), f"an idle queue: {[len(p) for p in per_queue]}"
+    # A flow sticks to one queue.
+    where = {}
+    for i, plist in enumerate(per_queue):
+        for p in plist:
+            assert where.setdefault(p, i) == i, f"flow {p} on queues {where[p]} and {i}"
+    assert set(where) == set(ports)
+
+
+def test_detached_queue_receives_nothing_and_attach_restores_it(queues):
+    qs, net = queues
+    qs[0].detach_queue()
+    assert link_json(qs[0].name)["linkinfo"]["info_data"]["numqueues"] == 3
+    send_flows(net.remote, 48, per_flow=1)
+    per_queue = drain(qs, 48, net.remote)
+    assert per_queue[0] == []
+    assert sum(len(p) for p in per_queue[1:]) == 48
+    qs[0].setblocking(False)
+    with pytest.raises(BlockingIOError):
+        qs[0].read()
+
+    # Detaching twice is the kernel's EINVAL.
+    with pytest.raises(OSError) as ei:
+        qs[0].detach_queue()
+    assert ei.value.errno == errno.EINVAL
+
+    qs[0].attach_queue()
+    assert link_json(qs[0].name)["linkinfo"]["info_data"]["numqueues"] == 4
+    send_flows(net.remote, 64, per_flow=1)
+    per_queue = drain(qs, 64, net.remote)
+    assert sum(len(p) for p in per_queue) == 64
+    assert per_queue[0], "re-attached queue got no flow out of 64"
+
+
+def test_detached_queue_can_still_write(queues):
+    qs, net = queues
+    from netutil import build_udp4, udp_socket
+
+    qs[1].detach_queue()
+    with udp_socket() as s:
+        s.bind((net.local, 0))
+        pkt = build_udp4(net.remote, net.local, 4000, s.getsockname()[1], b"from detached")
+        assert qs[1].write(pkt) == len(pkt)
+        assert s.recvfrom(100)[0] == b"from detached"
+
+
+def test_single_queue_device_cannot_attach_queue(open_device):
+    dev = open_device(unique_name())
+    with pytest.raises(OSError) as ei:
+        dev.detach_queue()
+    assert ei.value.errno == errno.EINVAL
+
+
+def test_closing_all_queues_removes_the_device():
+    from netutil import link_exists
+
+    qs = tuntap.open_queues(unique_name(), 3)
+    name = qs[0].name
+    for q in qs[:-1]:
+        q.close()
+    assert link_exists(name)
+    qs[-1].close()
+    assert not link_exists(name)
+
+
+def test_open_queues_with_tap_flags():
+    qs = tuntap.open_queues(unique_name(), 2, tuntap.Flags.TAP | tuntap.Flags.NO_PI)
+    try:
+        assert all(tuntap.Flags.TAP in q.flags and tuntap.Flags.MULTI_QUEUE in q.flags
+                   for q in qs)
+    finally:
+        for q in qs:
+            q.close()
+
+
+@pytest.mark.parametrize("count", [0, -1])
+def test_open_queues_rejects_bad_count(count):
+    with pytest.raises(ValueError):
+        tuntap.open_queues(unique_name(), count)
+
+
+def test_open_queues_failure_leaks_nothing():
+    import os
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ValueError):
+        tuntap.open_queues("bad/name", 4)
+    with pytest.raises(OSError):
+        # 257 queues: the kernel refuses the 257th (E2BIG); the first 256 must be closed.
+        tuntap.open_queues(unique_name(), 257)
+    after = set(os.listdir("/proc/self/fd"))
+    assert after <= before, after - before
