@@ -2374,9 +2374,10 @@ static PyGetSetDef Device_getset[] = {
 };
 
 PyDoc_STRVAR(Device__doc__,
-"Device(name='', flags=IFF_TUN | IFF_NO_PI, *, blocking=True, netns=None,\n"
-"       path='/dev/net/tun')\n--\n\n"
-"A TUN/TAP device: opens path, attaches or creates the interface with TUNSETIFF.");
+"Device(name='', flags=4097, *, blocking=True, netns=None, path='/dev/net/tun')\n"
+"--\n\n"
+"A TUN/TAP device: opens path, attaches or creates the interface with TUNSETIFF.\n"
+"flags defaults to IFF_TUN | IFF_NO_PI (4097).");
 
 static PyType_Slot Device_slots[] = {
     {Py_tp_new, Device_new},

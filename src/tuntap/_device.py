@@ -51,7 +51,7 @@ class Device(_tuntap.Device):
         Any other kernel refusal, errno kept, interface and syscall in the message.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     @property  # type: ignore[override]
     def flags(self) -> Flags:
