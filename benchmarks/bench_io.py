@@ -34,7 +34,7 @@ import json
 import os
 import platform
 import sys
-from typing import Any
+from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -80,7 +80,7 @@ def ctypes_methods() -> list[Method]:
 
 def pytun_methods() -> list[Method]:
     try:
-        import pytun
+        import pytun  # type: ignore[import-not-found, unused-ignore]
     except ImportError as exc:
         why = f"python-pytun not installed ({exc}); pip install python-pytun"
         return [Method("pytun read", "read", missing=why),
@@ -132,7 +132,7 @@ def scapy_methods() -> list[Method]:
 
     def opener(ifname: str) -> Any:
         # TUN with packet info (scapy's Linux default), 4 more bytes per packet.
-        return TunTapInterface(ifname, mode_tun=True)
+        return TunTapInterface(ifname, mode_tun=True)  # type: ignore[no-untyped-call]
 
     def recv(dev: Any, k: int, packet: bytes) -> int:
         return loop0(dev.recv, k)
@@ -218,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         floor = _bench.compile_cfloor(f.read(), os.path.join(HERE, "_build"))
 
     keys = [x for x in args.only.split(",") if x]
-    factories = [("C", lambda: _bench.cfloor_methods(floor, own_process=True)),
-                 ("tuntap", _bench.tuntap_methods), ("ctypes", ctypes_methods),
-                 ("pytun", pytun_methods), ("pytap2", pytap2_methods), ("scapy", scapy_methods)]
-    methods = []
+
+    def floor_methods() -> list[Method]:
+        return _bench.cfloor_methods(floor, own_process=True)
+
+    factories: list[tuple[str, Callable[[], list[Method]]]] = [
+        ("C", floor_methods), ("tuntap", _bench.tuntap_methods), ("ctypes", ctypes_methods),
+        ("pytun", pytun_methods), ("pytap2", pytap2_methods), ("scapy", scapy_methods)]
+    methods: list[Method] = []
     for prefix, factory in factories:
         # --only skips whole libraries, so that e.g. importing scapy stays out of a profile.
         if prefix == "C" or not keys or any(x.split()[0] == prefix for x in keys):

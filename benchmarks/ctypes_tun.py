@@ -66,9 +66,9 @@ class CtypesTun:
         """``FileIO.readinto``: reuses the caller's buffer."""
         return self.file.readinto(buf)
 
-    def libc_readinto(self, cbuf: ctypes.Array, size: int) -> int:
+    def libc_readinto(self, cbuf: ctypes.Array[ctypes.c_char], size: int) -> int:
         """libc ``read`` through ctypes into a ``ctypes.create_string_buffer``."""
-        n = self._libc_read(self.fd, cbuf, size)
+        n: int = self._libc_read(self.fd, cbuf, size)
         if n < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
@@ -79,8 +79,8 @@ class CtypesTun:
         """``os.write``: one packet."""
         return os.write(self.fd, data)
 
-    def libc_write(self, cbuf: ctypes.Array, size: int) -> int:
-        n = self._libc_write(self.fd, cbuf, size)
+    def libc_write(self, cbuf: ctypes.Array[ctypes.c_char], size: int) -> int:
+        n: int = self._libc_write(self.fd, cbuf, size)
         if n < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
