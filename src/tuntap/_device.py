@@ -7,9 +7,8 @@ The hot methods (``readinto``, ``read``, ``write``, ``read_batch``,
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
-from typing import List, NamedTuple, Optional, Union
+from typing import NamedTuple
 
 from . import _tuntap
 from ._flags import Flags
@@ -74,7 +73,7 @@ class Device(_tuntap.Device):
             kind = "?"
         return f"<{cls} {self.name!r} {kind} fd={self.fileno()}>"
 
-    def add_address(self, cidr: str, *, peer: Optional[str] = None) -> None:
+    def add_address(self, cidr: str, *, peer: str | None = None) -> None:
         """Add an IPv4 or IPv6 address, e.g. ``"10.0.0.1/24"`` or ``"fd00::1/64"``.
 
         Parameters
@@ -105,7 +104,7 @@ class Device(_tuntap.Device):
         """
         self._change_address(False, cidr, None)
 
-    def _change_address(self, add: bool, cidr: str, peer: Optional[str]) -> None:
+    def _change_address(self, add: bool, cidr: str, peer: str | None) -> None:
         if not isinstance(cidr, str):
             raise TypeError(f"address must be str, not {type(cidr).__name__}")
         iface = ipaddress.ip_interface(cidr)
@@ -126,15 +125,15 @@ class DeviceInfo(NamedTuple):
 
     name: str
     flags: Flags
-    owner: Optional[int]
-    group: Optional[int]
+    owner: int | None
+    group: int | None
     persistent: bool
     ifindex: int
     queues: int
     disabled_queues: int
 
 
-def list_devices() -> List[DeviceInfo]:
+def list_devices() -> list[DeviceInfo]:
     """Every TUN/TAP interface in the calling thread's network namespace.
 
     Read from rtnetlink (``RTM_GETLINK``), which always speaks for the caller's
@@ -176,7 +175,7 @@ def delete(name: str) -> None:
         dev.persist(False)
 
 
-def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> List[Device]:
+def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> list[Device]:
     """Open ``count`` queues of one multi-queue device (``MULTI_QUEUE`` is added).
 
     With an empty name or a template, the first queue creates the device and the
@@ -195,7 +194,7 @@ def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> List[Devi
     if count < 1:
         raise ValueError(f"count must be >= 1, not {count}")
     flags = int(flags) | Flags.MULTI_QUEUE
-    queues: List[Device] = []
+    queues: list[Device] = []
     try:
         for _ in range(count):
             queues.append(Device(queues[0].name if queues else name, flags))
@@ -205,5 +204,3 @@ def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> List[Devi
         raise
     return queues
 
-
-PathOrFd = Union[str, int, "os.PathLike[str]"]
