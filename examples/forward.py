@@ -68,7 +68,8 @@ def open_pair(ns_a: str, ns_b: str, name_a: str, name_b: str, *, offload: bool,
         flags |= tuntap.Flags.MULTI_QUEUE
     sides: list[list[tuntap.Device]] = []
     try:
-        for ns, name, addr, peer in ((ns_a, name_a, ADDR_A, ADDR_B), (ns_b, name_b, ADDR_B, ADDR_A)):
+        ends = ((ns_a, name_a, ADDR_A, ADDR_B), (ns_b, name_b, ADDR_B, ADDR_A))
+        for ns, name, addr, peer in ends:
             devs: list[tuntap.Device] = []
             sides.append(devs)
             for _ in range(queues):
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                                    blocking=args.mode == "threads", queues=args.queues)
         devices = side_a + side_b
         try:
-            pairs = [(a, b) for a, b in zip(side_a, side_b)] + [(b, a) for a, b in zip(side_a, side_b)]
+            pairs = list(zip(side_a, side_b)) + list(zip(side_b, side_a))
             run = run_threads if args.mode == "threads" else run_epoll
             seconds = args.seconds or (60 if external else 0)
             if external:

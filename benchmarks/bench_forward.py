@@ -1,0 +1,417 @@
+#!/usr/bin/env python3
+"""Userspace tunnel throughput: iperf3 TCP from namespace A to namespace B through a forwarder.
+
+What is measured
+----------------
+Two network namespaces, ``A`` with TUN device ``tA`` (10.77.0.1, peer 10.77.0.2) and ``B``
+with ``tB`` (10.77.0.2, peer 10.77.0.1); no veth, so every packet between them crosses a
+userspace forwarder process that holds both fds. ``iperf3 -c`` in A sends TCP to
+``iperf3 -s`` in B for ``--seconds`` (after ``--omit`` seconds of warm-up). Forwarders:
+
+- ``c-threads``: ``cforward.c``, one thread per direction, blocking ``read`` then ``write``.
+- ``c-poll``: ``cforward.c``, one thread, ``poll`` on both, read up to 64 then write them.
+- ``tuntap-threads`` / ``tuntap-epoll``: ``examples/forward.py`` (``read_batch`` /
+  ``write_batch``, batches of 64) with one thread per direction / one epoll thread.
+- ``ctypes-threads``: the same thread-per-direction loop on the ctypes-style TUN of
+  ``ctypes_tun.py`` (``os.read``/``os.write``, one packet per call), as users write it today.
+
+each ``plain`` (TUN, MTU 1500) and ``offload`` (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD(CSUM|TSO4|
+TSO6)``: 64 KiB TCP super-packets pass through with their virtio-net header). Per run:
+Gbps (iperf3 receiver), TCP retransmits, bytes per read call (the devices' tx_bytes divided
+by the forwarder's read calls: a ``read()`` for C and ctypes, a ``read_batch()`` for tuntap),
+and forwarder CPU seconds per GB moved (utime+stime of the forwarder process from
+``/proc/<pid>/stat`` over the iperf3 run, divided by the bytes iperf3 received). Forwarders
+are interleaved round-robin over ``--reps`` repetitions; the summary gives medians.
+
+``--queues`` adds the multi-queue read benchmark: a ``MULTI_QUEUE`` device with 1 or 2
+queues is filled (untimed) with ``--packets`` UDP packets spread over 64 flows, then one
+thread per queue drains its queue with ``read_batch``; aggregate packets/s, median of
+``--rounds``.
+
+Output: one JSON line per run and per summary row; ``--markdown`` prints a table.
+Run as root (it makes and deletes two ``ip netns`` namespaces with unique names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import fcntl
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ADDR_A, ADDR_B = "10.77.0.1", "10.77.0.2"
+FORWARDERS = ("c-threads", "c-poll", "tuntap-threads", "tuntap-epoll", "ctypes-threads")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# <linux/if_tun.h>: user code copies these numbers, so the ctypes forwarder does too.
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+IFF_VNET_HDR = 0x4000
+CLONE_NEWNET = 0x40000000
+
+
+def run(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def setup_tools() -> None:
+    """Install iperf3 from the Debian packages when it is missing."""
+    if shutil.which("iperf3"):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "-q", "iperf3"], check=True, env=env, timeout=600)
+
+
+def build_cforward(outdir: str) -> str:
+    exe = os.path.join(outdir, "cforward")
+    run("cc", "-O2", "-Wall", "-pthread", "-o", exe, os.path.join(HERE, "cforward.c"))
+    return exe
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a whole process (all threads), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tx_bytes(ns: str, dev: str) -> int:
+    """Bytes the kernel handed to the forwarder through this device."""
+    out = run("ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev).stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
+
+
+# --------------------------------------------------------------------------------------
+# The ctypes forwarder (runs in a child process: bench_forward.py _ctypes NS_A ...)
+# --------------------------------------------------------------------------------------
+def ctypes_forwarder(ns_a: str, dev_a: str, ns_b: str, dev_b: str, offload: bool,
+                     seconds: float) -> None:
+    sys.path.insert(0, HERE)
+    from ctypes_tun import IFF_NO_PI, IFF_TUN, CtypesTun
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    tuns = []
+    for ns, dev in ((ns_a, dev_a), (ns_b, dev_b)):
+        nsfd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+        if libc.setns(nsfd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        t = CtypesTun(dev, IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0))
+        fcntl.ioctl(t.fd, TUNSETOFFLOAD, (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) if offload else 0)
+        tuns.append(t)
+        libc.setns(home, CLONE_NEWNET)
+        os.close(nsfd)
+    counts = [[0, 0], [0, 0]]  # reads, write errors per direction
+
+    def pump(d: int) -> None:
+        src, dst, c = tuns[d].fd, tuns[1 - d].fd, counts[d]
+        read, write = os.read, os.write
+        while True:
+            data = read(src, 65600)
+            c[0] += 1
+            try:
+                write(dst, data)
+            except OSError:
+                c[1] += 1
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for d in (0, 1):
+        threading.Thread(target=pump, args=(d,), daemon=True).start()
+    print("ready", flush=True)
+    stop.wait(seconds)
+    print(json.dumps({"forwarder": "ctypes-threads", "reads": [c[0] for c in counts],
+                      "write_errors": [c[1] for c in counts]}), flush=True)
+    os._exit(0)  # the pump threads are blocked in read()
+
+
+# --------------------------------------------------------------------------------------
+# One forwarding run
+# --------------------------------------------------------------------------------------
+class Env:
+    def __init__(self, cforward: str, seconds: float, omit: float) -> None:
+        tag = f"{os.getpid()}"
+        self.ns_a, self.ns_b = f"ttbf-a-{tag}", f"ttbf-b-{tag}"
+        self.cforward, self.seconds, self.omit = cforward, seconds, omit
+
+    def __enter__(self) -> Env:
+        for ns in (self.ns_a, self.ns_b):
+            run("ip", "netns", "add", ns)
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ns in (self.ns_a, self.ns_b):
+            run("ip", "netns", "del", ns, check=False)
+
+    def command(self, fwd: str, offload: bool) -> tuple[list[str], bool]:
+        """argv of the forwarder and whether it configures the links itself."""
+        life = str(int(self.seconds + self.omit + 60))
+        common = [self.ns_a, "tA", self.ns_b, "tB"]
+        if fwd.startswith("c-"):
+            return [self.cforward, fwd[2:], *common, "1" if offload else "0", life], False
+        if fwd.startswith("tuntap-"):
+            argv = [sys.executable, os.path.join(ROOT, "examples", "forward.py"),
+                    "--mode", fwd.split("-")[1], "--ns-a", self.ns_a, "--ns-b", self.ns_b,
+                    "--dev-a", "tA", "--dev-b", "tB", "--seconds", life]
+            return argv + (["--offload"] if offload else []), True
+        if fwd == "ctypes-threads":
+            return [sys.executable, os.path.abspath(__file__), "_ctypes", *common,
+                    "1" if offload else "0", life], False
+        raise ValueError(fwd)
+
+    def run_once(self, fwd: str, offload: bool) -> dict[str, object]:
+        argv, self_config = self.command(fwd, offload)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        srv = None
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if line.strip() != "ready":
+                raise RuntimeError(f"{fwd} did not start: {line!r} {proc.stderr.read()[-2000:]}")
+            if not self_config:
+                for ns, dev, addr, peer in ((self.ns_a, "tA", ADDR_A, ADDR_B),
+                                            (self.ns_b, "tB", ADDR_B, ADDR_A)):
+                    run("ip", "-n", ns, "addr", "add", addr, "peer", peer, "dev", dev)
+                    run("ip", "-n", ns, "link", "set", dev, "up")
+            srv = subprocess.Popen(["ip", "netns", "exec", self.ns_b, "iperf3", "-s", "-1",
+                                    "-B", ADDR_B], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            ping = run("ip", "netns", "exec", self.ns_a, "ping", "-c", "1", "-W", "2", ADDR_B,
+                       check=False)
+            if ping.returncode != 0:
+                raise RuntimeError(f"{fwd}: no ping through the tunnel: {ping.stdout}")
+            time.sleep(0.3)
+            cpu0 = proc_cpu(proc.pid)
+            t0 = time.monotonic()
+            r = run("ip", "netns", "exec", self.ns_a, "iperf3", "-c", ADDR_B, "-J",
+                    "-t", str(self.seconds), "-O", str(self.omit),
+                    check=False, timeout=self.seconds + self.omit + 60)
+            wall = time.monotonic() - t0
+            cpu = proc_cpu(proc.pid) - cpu0
+            txa, txb = tx_bytes(self.ns_a, "tA"), tx_bytes(self.ns_b, "tB")
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                out, err = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            if srv is not None:
+                if srv.poll() is None:
+                    srv.kill()
+                srv.wait(5)
+        if r.returncode != 0:
+            raise RuntimeError(f"iperf3 failed with {fwd}: {r.stdout[-1000:]} {r.stderr[-500:]}")
+        end = json.loads(r.stdout)["end"]
+        stats = json.loads(out.strip().splitlines()[-1])
+        if "directions" in stats:  # examples/forward.py
+            reads = sum(d["reads"] for d in stats["directions"])
+        else:
+            reads = sum(stats["reads"])
+        rx_bytes = end["sum_received"]["bytes"]
+        # iperf3's counters exclude the --omit interval; CPU covers the whole client run,
+        # so scale the bytes to it (rate x wall time).
+        moved = end["sum_received"]["bits_per_second"] / 8 * wall
+        return {
+            "forwarder": fwd,
+            "offload": offload,
+            "gbps": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
+            "retransmits": end["sum_sent"].get("retransmits", 0),
+            "bytes_per_read": round((txa + txb) / max(1, reads)),
+            "cpu_s_per_gb": round(cpu / (moved / 1e9), 4) if moved else None,
+            "forwarder_cpu_s": round(cpu, 3),
+            "wall_s": round(wall, 2),
+            "iperf_bytes": rx_bytes,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Multi-queue read benchmark
+# --------------------------------------------------------------------------------------
+def queue_bench(queues: int, packets: int, rounds: int) -> dict[str, object]:
+    """Aggregate read packets/s with ``queues`` reader threads, one per queue."""
+    import socket
+
+    import tuntap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    ns = f"ttbq-{os.getpid()}-{queues}"
+    run("ip", "netns", "add", ns)
+    rates = []
+    try:
+        nsfd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+        name = "tq0"
+        # open_queues works in the caller's namespace: enter it for the call
+        if libc.setns(nsfd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        try:
+            devs = tuntap.open_queues(name, queues)
+        finally:
+            libc.setns(home, CLONE_NEWNET)
+        try:
+            run("ip", "-n", ns, "link", "set", name, "txqueuelen", str(packets + 1000), "up")
+            run("ip", "-n", ns, "addr", "add", "10.78.0.1", "peer", "10.78.0.2", "dev", name)
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+            for d in devs:
+                d.setblocking(False)
+            batches = [tuntap.PacketBatch(64, 2048) for _ in devs]
+            got = [0] * len(devs)
+            ends = [0.0] * len(devs)
+
+            def drain(i: int, barrier: threading.Barrier | None = None) -> None:
+                dev, b, n = devs[i], batches[i], 0
+                rb = dev.read_batch
+                if barrier is not None:
+                    barrier.wait()
+                while True:
+                    try:
+                        n += rb(b)
+                    except BlockingIOError:
+                        break
+                ends[i] = time.perf_counter()
+                got[i] = n
+
+            # one socket per flow, made inside the namespace
+            if libc.setns(nsfd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+            try:
+                socks = []
+                for k in range(64):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    s.bind(("10.78.0.1", 20000 + k))
+                    socks.append(s)
+            finally:
+                libc.setns(home, CLONE_NEWNET)
+            payload = b"x" * 64
+            for _ in range(rounds + 1):  # the first round is a warm-up
+                for i in range(len(devs)):
+                    drain(i)
+                for j in range(packets):
+                    socks[j % 64].sendto(payload, ("10.78.0.2", 9))
+                barrier = threading.Barrier(len(devs) + 1)
+                threads = [threading.Thread(target=drain, args=(i, barrier))
+                           for i in range(len(devs))]
+                for t in threads:
+                    t.start()
+                barrier.wait()
+                t0 = time.perf_counter()
+                for t in threads:
+                    t.join()
+                dt = max(ends) - t0
+                rates.append((sum(got), dt, list(got)))
+            for s in socks:
+                s.close()
+        finally:
+            for d in devs:
+                d.close()
+        os.close(nsfd)
+    finally:
+        os.close(home)
+        run("ip", "netns", "del", ns, check=False)
+    rates = rates[1:]
+    pps = statistics.median(n / dt for n, dt, _ in rates)
+    return {"bench": "queues", "queues": queues, "packets": packets,
+            "pps": round(pps), "per_queue_last": rates[-1][2],
+            "rounds": [round(n / dt) for n, dt, _ in rates]}
+
+
+# --------------------------------------------------------------------------------------
+def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
+    rows = []
+    for offload in (False, True):
+        for fwd in FORWARDERS:
+            rs = [r for r in results if r["forwarder"] == fwd and r["offload"] == offload]
+            if not rs:
+                continue
+            row: dict[str, object] = {"summary": fwd, "offload": offload, "n": len(rs)}
+            for k in ("gbps", "retransmits", "bytes_per_read", "cpu_s_per_gb"):
+                vals = [r[k] for r in rs if r[k] is not None]
+                row[k] = statistics.median(vals) if vals else None
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, object]], queues: list[dict[str, object]], meta: str) -> str:
+    out = [meta, "",
+           "| TUN | forwarder | Gbps | retransmits | bytes/read | CPU s/GB | runs |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {'offload' if r['offload'] else 'plain'} | {r['summary']} | "
+                   f"{r['gbps']:.2f} | {r['retransmits']:.0f} | {r['bytes_per_read']:.0f} | "
+                   f"{r['cpu_s_per_gb']:.3f} | {r['n']} |")
+    if queues:
+        out += ["", "| queues | packets/s (median) | per round |", "|---:|---:|---|"]
+        for q in queues:
+            out.append(f"| {q['queues']} | {q['pps']:,} | {q['rounds']} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_ctypes":
+        a = argv[1:]
+        ctypes_forwarder(a[0], a[1], a[2], a[3], a[4] == "1", float(a[5]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=5, help="iperf3 -t (default 5)")
+    p.add_argument("--omit", type=float, default=1, help="iperf3 -O warm-up (default 1)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    p.add_argument("--only", nargs="*", choices=FORWARDERS, help="forwarders to run")
+    p.add_argument("--modes", nargs="*", choices=("plain", "offload"),
+                   default=["plain", "offload"])
+    p.add_argument("--queues", action="store_true", help="also the 1 vs 2 queue read benchmark")
+    p.add_argument("--queues-only", action="store_true")
+    p.add_argument("--packets", type=int, default=20000, help="packets per queue-bench round")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--markdown", action="store_true")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        p.error("run as root (it creates network namespaces)")
+    setup_tools()
+    meta = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, "
+            f"kernel {platform.release()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, load {os.getloadavg()[0]:.2f}; "
+            f"`python benchmarks/bench_forward.py {' '.join(argv)}`")
+    results: list[dict[str, object]] = []
+    if not args.queues_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            cforward = build_cforward(tmp)
+            with Env(cforward, args.seconds, args.omit) as env:
+                for rep in range(args.reps):
+                    for mode in args.modes:
+                        for fwd in args.only or FORWARDERS:
+                            r = env.run_once(fwd, mode == "offload")
+                            r["rep"] = rep
+                            results.append(r)
+                            print(json.dumps(r), flush=True)
+    rows = summarize(results)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    qs = []
+    if args.queues or args.queues_only:
+        for n in (1, 2):
+            q = queue_bench(n, args.packets, args.rounds)
+            qs.append(q)
+            print(json.dumps(q), flush=True)
+    if args.markdown:
+        print(markdown(rows, qs, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
