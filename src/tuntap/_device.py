@@ -52,7 +52,7 @@ class Device(_tuntap.Device):
 
     __slots__ = ("__weakref__",)
 
-    @property  # type: ignore[override]
+    @property
     def flags(self) -> Flags:
         """The flags as the kernel holds them, packet info included."""
         return Flags(_tuntap.Device.flags.__get__(self))
