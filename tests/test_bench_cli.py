@@ -76,6 +76,9 @@ def test_bench_as_non_root_fails_with_a_clear_message() -> None:
     # /root is not readable by nobody, so import everything first, then drop privileges.
     code = (
         "import os, sys\n"
+        # argparse's gettext imports locale lazily on 3.9/3.10: load it while the
+        # interpreter's stdlib (under /root/.pyenv) is still readable.
+        "import gettext, locale\n"
         "from tuntap.__main__ import main\n"
         "from tuntap import _bench\n"
         "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"

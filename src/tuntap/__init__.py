@@ -3,7 +3,8 @@
 from . import _tuntap
 from ._device import Device, DeviceInfo, delete, list_devices, open_queues
 from ._flags import IFF_ALIASES, Flags, Offload, features
-from ._tuntap import PacketBatch
+from ._tuntap import PacketBatch, segment
+from ._vnet import VirtioNetHdr
 
 try:
     from ._version import __version__
@@ -18,10 +19,12 @@ __all__ = [
     "Flags",
     "Offload",
     "PacketBatch",
+    "VirtioNetHdr",
     "delete",
     "features",
     "list_devices",
     "open_queues",
+    "segment",
     "__version__",
     *sorted(IFF_ALIASES),
 ]

@@ -37,8 +37,8 @@ TUN_F_TSO4: Final[int]
 TUN_F_TSO6: Final[int]
 TUN_F_TSO_ECN: Final[int]
 TUN_F_UFO: Final[int]
-TUN_F_USO4: Final[int]  # if the headers define it
-TUN_F_USO6: Final[int]  # if the headers define it
+TUN_F_USO4: Final[int]
+TUN_F_USO6: Final[int]
 IFNAMSIZ: Final[int]
 
 class Device:
@@ -137,3 +137,4 @@ def features(path: _Path = "/dev/net/tun", /) -> int: ...
 # (name, ifindex, flags, owner, group, persistent, queues, disabled_queues)
 def _list_links() -> list[tuple[str, int, int, int | None, int | None, bool, int, int]]: ...
 def _check_name(name: str, /) -> None: ...
+def segment(packet: _Buffer, batch: PacketBatch, /, *, vnet_hdr_size: int = 10) -> int: ...
