@@ -26,6 +26,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
@@ -66,6 +69,22 @@ Py_NewRef(PyObject *o)
     Py_INCREF(o);
     return o;
 }
+#endif
+
+/* Limited API (abi3) builds: only measured for docs/packaging.md (the wheels use the
+ * full API). Stand-ins for the macros and private calls the limited API lacks. */
+#ifdef Py_LIMITED_API
+#define PyBytes_AS_STRING(o) PyBytes_AsString(o)
+#define PyBytes_GET_SIZE(o) PyBytes_Size(o)
+#define PyUnicode_AsUTF8(o) PyUnicode_AsUTF8AndSize((o), NULL)
+#define PyMem_RawCalloc calloc
+#define PyMem_RawFree free
+#define TT_SEQ_SIZE(seq) (PyList_Check(seq) ? PyList_Size(seq) : PyTuple_Size(seq))
+#define TT_SEQ_ITEM(seq, i) (PyList_Check(seq) ? PyList_GetItem((seq), (i)) \
+                                               : PyTuple_GetItem((seq), (i)))
+#else
+#define TT_SEQ_SIZE(seq) PySequence_Fast_GET_SIZE(seq)
+#define TT_SEQ_ITEM(seq, i) PySequence_Fast_GET_ITEM((seq), (i))
 #endif
 
 #define TT_MODULE_NAME "tuntap._tuntap"
@@ -114,6 +133,27 @@ tt_get_state(PyObject *module)
 static tt_state *
 tt_find_state(PyTypeObject *type)
 {
+#ifdef Py_LIMITED_API
+    PyObject *mro = PyObject_GetAttrString((PyObject *)type, "__mro__");
+    Py_ssize_t i, n = mro ? PyTuple_Size(mro) : 0;
+    tt_state *st = NULL;
+    for (i = 0; st == NULL && i < n; i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GetItem(mro, i);
+        if (PyType_GetFlags(t) & Py_TPFLAGS_HEAPTYPE) {
+            PyObject *m = PyType_GetModule(t);
+            if (m == NULL) {
+                PyErr_Clear();
+            }
+            else if (PyModule_GetDef(m) == &tt_module) {
+                st = tt_get_state(m);
+            }
+        }
+    }
+    Py_XDECREF(mro);
+    if (st != NULL) {
+        return st;
+    }
+#else
     PyObject *mro = type->tp_mro;
     Py_ssize_t i, n = mro ? PyTuple_GET_SIZE(mro) : 0;
     for (i = 0; i < n; i++) {
@@ -125,6 +165,7 @@ tt_find_state(PyTypeObject *type)
             }
         }
     }
+#endif
     PyErr_SetString(PyExc_TypeError, "tuntap._tuntap state not found");
     return NULL;
 }
@@ -140,6 +181,32 @@ tt_monotonic_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* TypeError "<message>, not <type name>" (the shape CPython uses). Works under the
+ * limited API too, where PyTypeObject is opaque. Always NULL. */
+static PyObject *
+tt_type_error(PyObject *obj, const char *fmt, ...)
+{
+    va_list va;
+    PyObject *msg, *tname;
+#ifdef Py_LIMITED_API
+    tname = PyType_GetName(Py_TYPE(obj));
+#else
+    tname = PyUnicode_FromString(Py_TYPE(obj)->tp_name);
+#endif
+    if (tname == NULL) {
+        return NULL;
+    }
+    va_start(va, fmt);
+    msg = PyUnicode_FromFormatV(fmt, va);
+    va_end(va);
+    if (msg != NULL) {
+        PyErr_Format(PyExc_TypeError, "%U, not %.100U", msg, tname);
+        Py_DECREF(msg);
+    }
+    Py_DECREF(tname);
+    return NULL;
 }
 
 /* Set the OSError subclass that matches `err`, with the syscall and the interface in
@@ -188,8 +255,7 @@ tt_check_ifname(PyObject *obj, char out[IFNAMSIZ])
     const char *s;
 
     if (!PyUnicode_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "interface name must be str, not %.100s",
-                     Py_TYPE(obj)->tp_name);
+        tt_type_error(obj, "interface name must be str");
         return -1;
     }
     s = PyUnicode_AsUTF8AndSize(obj, &len);
@@ -225,8 +291,7 @@ tt_as_int(PyObject *obj, int *out, const char *what)
 {
     long v;
     if (!PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be int, not %.100s", what,
-                     Py_TYPE(obj)->tp_name);
+        tt_type_error(obj, "%s must be int", what);
         return -1;
     }
     v = PyLong_AsLong(obj);
@@ -256,9 +321,7 @@ tt_parse_timeout(PyObject *obj, int64_t *out)
     if (t == -1.0 && PyErr_Occurred()) {
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError,
-                         "timeout must be a number or None, not %.100s",
-                         Py_TYPE(obj)->tp_name);
+            tt_type_error(obj, "timeout must be a number or None");
         }
         return -1;
     }
@@ -929,7 +992,7 @@ tt_shutdown(DeviceObject *self, int keep_fd)
 static DeviceObject *
 tt_device_alloc(PyTypeObject *type)
 {
-    DeviceObject *self = (DeviceObject *)type->tp_alloc(type, 0);
+    DeviceObject *self = (DeviceObject *)((allocfunc)PyType_GetSlot(type, Py_tp_alloc))(type, 0);
     if (self == NULL) {
         return NULL;
     }
@@ -980,9 +1043,7 @@ tt_open_netns(PyObject *netns, int *owned, char *label, size_t labelsize)
     if (!PyUnicode_FSConverter(netns, &path)) {
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError,
-                         "netns must be a name, a path or a file descriptor, not %.100s",
-                         Py_TYPE(netns)->tp_name);
+            tt_type_error(netns, "netns must be a name, a path or a file descriptor");
         }
         return -2;
     }
@@ -1216,9 +1277,13 @@ Device_dealloc(PyObject *op)
     DeviceObject *self = (DeviceObject *)op;
     PyTypeObject *tp = Py_TYPE(op);
 
+#ifdef Py_LIMITED_API
+    Device_finalize(op); /* never resurrects */
+#else
     if (PyObject_CallFinalizerFromDealloc(op) < 0) {
         return;
     }
+#endif
     if (self->fd >= 0) {
         tt_shutdown(self, 0);
     }
@@ -1226,7 +1291,7 @@ Device_dealloc(PyObject *op)
         PyThread_free_lock(self->nl_lock);
         self->nl_lock = NULL;
     }
-    tp->tp_free(op);
+    ((freefunc)PyType_GetSlot(tp, Py_tp_free))(op);
     Py_DECREF(tp);
 }
 
@@ -1250,9 +1315,7 @@ tt_get_write_buffer(PyObject *obj, Py_buffer *view, const char *fname)
         if (PyErr_ExceptionMatches(PyExc_BufferError) ||
             PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError,
-                         "%s() argument must be read-write bytes-like object, not %.100s",
-                         fname, Py_TYPE(obj)->tp_name);
+            tt_type_error(obj, "%s() argument must be read-write bytes-like object", fname);
         }
         return -1;
     }
@@ -1302,8 +1365,7 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (nargs == 1) {
         if (!PyLong_Check(args[0])) {
-            PyErr_Format(PyExc_TypeError, "read() size must be int, not %.100s",
-                         Py_TYPE(args[0])->tp_name);
+            tt_type_error(args[0], "read() size must be int");
             return NULL;
         }
         size = PyLong_AsSsize_t(args[0]);
@@ -1330,9 +1392,17 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(buf);
         return NULL;
     }
+#ifdef Py_LIMITED_API
+    if (n != size) {
+        PyObject *shorter = PyBytes_FromStringAndSize(PyBytes_AS_STRING(buf), n);
+        Py_DECREF(buf);
+        buf = shorter;
+    }
+#else
     if (n != size && _PyBytes_Resize(&buf, n) < 0) {
         return NULL;
     }
+#endif
     return buf;
 }
 
@@ -1640,8 +1710,7 @@ tt_set_id(DeviceObject *self, PyObject *arg, unsigned long req, const char *what
 {
     long v;
     if (!PyLong_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "%s must be int, not %.100s", argname,
-                     Py_TYPE(arg)->tp_name);
+        tt_type_error(arg, "%s must be int", argname);
         return NULL;
     }
     v = PyLong_AsLong(arg);
@@ -1824,8 +1893,7 @@ Device_set_offload(DeviceObject *self, PyObject *arg)
 {
     long v;
     if (!PyLong_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "offload must be int, not %.100s",
-                     Py_TYPE(arg)->tp_name);
+        tt_type_error(arg, "offload must be int");
         return NULL;
     }
     v = PyLong_AsLong(arg);
@@ -1997,8 +2065,7 @@ Device_set_hwaddr(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
         return -1;
     }
     if (!PyUnicode_Check(value)) {
-        PyErr_Format(PyExc_TypeError, "hwaddr must be str, not %.100s",
-                     Py_TYPE(value)->tp_name);
+        tt_type_error(value, "hwaddr must be str");
         return -1;
     }
     s = PyUnicode_AsUTF8(value);
@@ -2094,8 +2161,7 @@ Device_read_batch(DeviceObject *self, PyObject *arg)
     int64_t deadline;
 
     if (Py_TYPE(arg) != self->batch_type) {
-        PyErr_Format(PyExc_TypeError, "read_batch() argument must be PacketBatch, not %.100s",
-                     Py_TYPE(arg)->tp_name);
+        tt_type_error(arg, "read_batch() argument must be PacketBatch");
         return NULL;
     }
     if (tt_check_open(self) < 0) {
@@ -2262,9 +2328,8 @@ Device_write_batch(DeviceObject *self, PyObject *arg)
         return n < 0 ? NULL : PyLong_FromSsize_t(n);
     }
     if (PyObject_CheckBuffer(arg) || PyUnicode_Check(arg)) {
-        PyErr_Format(PyExc_TypeError,
-                     "write_batch() takes a PacketBatch or a sequence of packets, not "
-                     "%.100s (use write() for one packet)", Py_TYPE(arg)->tp_name);
+        tt_type_error(arg, "write_batch() takes a PacketBatch or a sequence of packets "
+                           "(use write() for one packet)");
         return NULL;
     }
     seq = PySequence_Fast(arg, "write_batch() argument must be a PacketBatch or a "
@@ -2272,14 +2337,12 @@ Device_write_batch(DeviceObject *self, PyObject *arg)
     if (seq == NULL) {
         return NULL;
     }
-    n = PySequence_Fast_GET_SIZE(seq);
+    n = TT_SEQ_SIZE(seq);
     /* Check every item first so a bad one raises before anything is written. */
     for (i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *item = TT_SEQ_ITEM(seq, i);
         if (!PyObject_CheckBuffer(item)) {
-            PyErr_Format(PyExc_TypeError,
-                         "write_batch() item %zd must be a bytes-like object, not %.100s",
-                         i, Py_TYPE(item)->tp_name);
+            tt_type_error(item, "write_batch() item %zd must be a bytes-like object", i);
             Py_DECREF(seq);
             return NULL;
         }
@@ -2288,7 +2351,7 @@ Device_write_batch(DeviceObject *self, PyObject *arg)
         Py_ssize_t k, chunk = n - total < TT_WRITE_CHUNK ? n - total : TT_WRITE_CHUNK;
         Py_ssize_t got = 0, w;
         for (k = 0; k < chunk; k++) {
-            if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, total + k), &views[k],
+            if (PyObject_GetBuffer(TT_SEQ_ITEM(seq, total + k), &views[k],
                                    PyBUF_SIMPLE) < 0) {
                 break;
             }
@@ -2432,7 +2495,7 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_OverflowError, "PacketBatch arena too large");
         return NULL;
     }
-    self = (PacketBatchObject *)type->tp_alloc(type, 0);
+    self = (PacketBatchObject *)((allocfunc)PyType_GetSlot(type, Py_tp_alloc))(type, 0);
     if (self == NULL) {
         return NULL;
     }
@@ -2452,10 +2515,10 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static void
 PacketBatch_dealloc(PacketBatchObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
+    PyTypeObject *tp = Py_TYPE((PyObject *)self);
     PyMem_RawFree(self->arena);
     PyMem_RawFree(self->sizes);
-    tp->tp_free((PyObject *)self);
+    ((freefunc)PyType_GetSlot(tp, Py_tp_free))((PyObject *)self);
     Py_DECREF(tp);
 }
 
