@@ -17,16 +17,23 @@ userspace forwarder process that holds both fds. ``iperf3 -c`` in A sends TCP to
 
 each ``plain`` (TUN, MTU 1500) and ``offload`` (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD(CSUM|TSO4|
 TSO6)``: 64 KiB TCP super-packets pass through with their virtio-net header). Per run:
-Gbps (iperf3 receiver), TCP retransmits, bytes per read call (the devices' tx_bytes divided
-by the forwarder's read calls: a ``read()`` for C and ctypes, a ``read_batch()`` for tuntap),
-and forwarder CPU seconds per GB moved (utime+stime of the forwarder process from
-``/proc/<pid>/stat`` over the iperf3 run, divided by the bytes iperf3 received). Forwarders
-are interleaved round-robin over ``--reps`` repetitions; the summary gives medians.
+Gbps (iperf3 receiver), TCP retransmits, packets the devices dropped because the forwarder
+fell behind (``tx_dropped``: the queue holds ``txqueuelen`` = 500), bytes per read (the
+devices' ``tx_bytes`` divided by the packets the forwarder read: every ``read()`` system call
+returns one packet, ``read_batch`` makes one per packet too), packets per batch (packets
+divided by read rounds: a ``read_batch()`` call for tuntap, a drain round for ``c-poll``, 1
+for the one-packet loops) and forwarder CPU seconds per GB moved (utime+stime of the
+forwarder process from ``/proc/<pid>/stat`` over the iperf3 run, divided by the bytes
+iperf3 received in that time). Forwarders are interleaved round-robin over ``--reps``
+repetitions; the summary gives medians and min-max.
 
 ``--queues`` adds the multi-queue read benchmark: a ``MULTI_QUEUE`` device with 1 or 2
-queues is filled (untimed) with ``--packets`` UDP packets spread over 64 flows, then one
-thread per queue drains its queue with ``read_batch``; aggregate packets/s, median of
-``--rounds``.
+queues is filled (untimed) with ``--packets`` 64-byte UDP packets from 64 flows, then one
+thread per queue drains its queue with ``read_batch(64)``; aggregate packets/s (all packets
+divided by the time until the last queue is empty), median of ``--rounds`` after one warm-up
+round. The kernel picks a queue by a hash of each flow's addresses and ports, so 64 random
+flows split unevenly (e.g. 45/55%) and the run would measure that split; the benchmark
+probes source ports first and picks 32 flows that land on each queue.
 
 Output: one JSON line per run and per summary row; ``--markdown`` prints a table.
 Run as root (it makes and deletes two ``ip netns`` namespaces with unique names).
@@ -88,10 +95,20 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def tx_bytes(ns: str, dev: str) -> int:
-    """Bytes the kernel handed to the forwarder through this device."""
+def tx_stats(ns: str, dev: str) -> tuple[int, int]:
+    """(bytes handed to the forwarder through this device, packets dropped: queue full)."""
     out = run("ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
+    tx = json.loads(out)[0]["stats64"]["tx"]
+    return int(tx["bytes"]), int(tx["dropped"])
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """proc's next stdout line, or "" if none comes within ``timeout`` seconds."""
+    import select
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
 
 
 # --------------------------------------------------------------------------------------
@@ -115,19 +132,22 @@ def ctypes_forwarder(ns_a: str, dev_a: str, ns_b: str, dev_b: str, offload: bool
         libc.setns(home, CLONE_NEWNET)
         os.close(nsfd)
     counts = [[0, 0], [0, 0]]  # reads, write errors per direction
+    stop = threading.Event()
+
+    # Like the other forwarders: room for a 64 KiB super-packet with offloads, 2 KiB without
+    size = 65536 + 64 if offload else 2048
 
     def pump(d: int) -> None:
         src, dst, c = tuns[d].fd, tuns[1 - d].fd, counts[d]
         read, write = os.read, os.write
-        while True:
-            data = read(src, 65600)
+        while not stop.is_set():  # bounded: the main thread exits the process after `seconds`
+            data = read(src, size)
             c[0] += 1
             try:
                 write(dst, data)
             except OSError:
                 c[1] += 1
 
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for d in (0, 1):
         threading.Thread(target=pump, args=(d,), daemon=True).start()
@@ -148,13 +168,17 @@ class Env:
         self.cforward, self.seconds, self.omit = cforward, seconds, omit
 
     def __enter__(self) -> Env:
-        for ns in (self.ns_a, self.ns_b):
-            run("ip", "netns", "add", ns)
-            run("ip", "-n", ns, "link", "set", "lo", "up")
+        try:
+            for ns in (self.ns_a, self.ns_b):
+                run("ip", "netns", "add", ns)
+                run("ip", "-n", ns, "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for ns in (self.ns_a, self.ns_b):
+        for ns in (self.ns_a, self.ns_b):  # by exact name; "not there" is fine
             run("ip", "netns", "del", ns, check=False)
 
     def command(self, fwd: str, offload: bool) -> tuple[list[str], bool]:
@@ -178,9 +202,9 @@ class Env:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         srv = None
         try:
-            line = proc.stdout.readline() if proc.stdout else ""
+            line = read_line(proc, 30)
             if line.strip() != "ready":
-                raise RuntimeError(f"{fwd} did not start: {line!r} {proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"{fwd} did not start: {line!r}")
             if not self_config:
                 for ns, dev, addr, peer in ((self.ns_a, "tA", ADDR_A, ADDR_B),
                                             (self.ns_b, "tB", ADDR_B, ADDR_A)):
@@ -201,7 +225,7 @@ class Env:
                     check=False, timeout=self.seconds + self.omit + 60)
             wall = time.monotonic() - t0
             cpu = proc_cpu(proc.pid) - cpu0
-            txa, txb = tx_bytes(self.ns_a, "tA"), tx_bytes(self.ns_b, "tB")
+            (txa, dropa), (txb, dropb) = tx_stats(self.ns_a, "tA"), tx_stats(self.ns_b, "tB")
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -209,7 +233,7 @@ class Env:
                 out, err = proc.communicate(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                out, err = proc.communicate()
+                out, err = proc.communicate(timeout=15)
             if srv is not None:
                 if srv.poll() is None:
                     srv.kill()
@@ -217,11 +241,17 @@ class Env:
         if r.returncode != 0:
             raise RuntimeError(f"iperf3 failed with {fwd}: {r.stdout[-1000:]} {r.stderr[-500:]}")
         end = json.loads(r.stdout)["end"]
-        stats = json.loads(out.strip().splitlines()[-1])
-        if "directions" in stats:  # examples/forward.py
-            reads = sum(d["reads"] for d in stats["directions"])
-        else:
-            reads = sum(stats["reads"])
+        lines = out.strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"{fwd} printed no counters: {err[-2000:]}")
+        stats = json.loads(lines[-1])
+        if "directions" in stats:  # examples/forward.py: reads = read_batch() calls
+            packets = sum(d["packets"] for d in stats["directions"])
+            rounds = sum(d["reads"] for d in stats["directions"])
+        elif "packets" in stats:  # cforward.c
+            packets, rounds = sum(stats["packets"]), sum(stats["batches"])
+        else:  # ctypes: one packet per read
+            packets = rounds = sum(stats["reads"])
         rx_bytes = end["sum_received"]["bytes"]
         # iperf3's counters exclude the --omit interval; CPU covers the whole client run,
         # so scale the bytes to it (rate x wall time).
@@ -231,7 +261,9 @@ class Env:
             "offload": offload,
             "gbps": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
             "retransmits": end["sum_sent"].get("retransmits", 0),
-            "bytes_per_read": round((txa + txb) / max(1, reads)),
+            "tx_dropped": dropa + dropb,
+            "bytes_per_read": round((txa + txb) / max(1, packets)),
+            "packets_per_batch": round(packets / max(1, rounds), 2),
             "cpu_s_per_gb": round(cpu / (moved / 1e9), 4) if moved else None,
             "forwarder_cpu_s": round(cpu, 3),
             "wall_s": round(wall, 2),
@@ -242,95 +274,134 @@ class Env:
 # --------------------------------------------------------------------------------------
 # Multi-queue read benchmark
 # --------------------------------------------------------------------------------------
-def queue_bench(queues: int, packets: int, rounds: int) -> dict[str, object]:
+def queue_bench(queues: int, packets: int, rounds: int, pin: bool = True) -> dict[str, object]:
     """Aggregate read packets/s with ``queues`` reader threads, one per queue."""
     import socket
 
     import tuntap
 
     libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     ns = f"ttbq-{os.getpid()}-{queues}"
+    flows = 64
     run("ip", "netns", "add", ns)
-    rates = []
+    home = nsfd = -1
+    rates: list[tuple[int, float, list[int]]] = []
+    socks: list[socket.socket] = []
+    devs: list[tuntap.Device] = []
     try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         nsfd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+
+        def enter() -> None:
+            if libc.setns(nsfd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+
+        def leave() -> None:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+
         name = "tq0"
-        # open_queues works in the caller's namespace: enter it for the call
-        if libc.setns(nsfd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
+        enter()  # open_queues and the sockets work in the caller's namespace
         try:
             devs = tuntap.open_queues(name, queues)
         finally:
-            libc.setns(home, CLONE_NEWNET)
+            leave()
+        run("ip", "-n", ns, "link", "set", name, "txqueuelen", str(packets + 1000), "up")
+        run("ip", "-n", ns, "addr", "add", "10.78.0.1", "peer", "10.78.0.2", "dev", name)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        for d in devs:
+            d.setblocking(False)
+        batches = [tuntap.PacketBatch(64, 2048) for _ in devs]
+        got = [0] * len(devs)
+        ends = [0.0] * len(devs)
+        cpus = sorted(os.sched_getaffinity(0))
+        limit = 2 * packets // 64 + 100  # read_batch calls: bounded even if traffic came in
+
+        def drain(i: int, barrier: threading.Barrier | None = None) -> None:
+            rb, b, n = devs[i].read_batch, batches[i], 0
+            if barrier is not None:
+                if pin:  # one reader per CPU: the multi-queue pattern (pid 0 = this thread)
+                    os.sched_setaffinity(0, {cpus[i % len(cpus)]})
+                barrier.wait(30)
+            for _ in range(limit):
+                try:
+                    n += rb(b)
+                except BlockingIOError:
+                    break
+            ends[i] = time.perf_counter()
+            got[i] = n
+
+        def queue_of_last_packet() -> int:
+            for i, d in enumerate(devs):
+                try:
+                    if d.read_batch(batches[i]):
+                        return i
+                except BlockingIOError:
+                    pass
+            return -1
+
+        # Choose source ports so that each queue gets flows // queues flows: the kernel
+        # hashes (addresses, ports) to a queue; probe one packet per candidate port.
+        payload = b"x" * 64
+        want = flows // queues
+        per_queue = [0] * queues
+        enter()
         try:
-            run("ip", "-n", ns, "link", "set", name, "txqueuelen", str(packets + 1000), "up")
-            run("ip", "-n", ns, "addr", "add", "10.78.0.1", "peer", "10.78.0.2", "dev", name)
-            run("ip", "-n", ns, "link", "set", "lo", "up")
-            for d in devs:
-                d.setblocking(False)
-            batches = [tuntap.PacketBatch(64, 2048) for _ in devs]
-            got = [0] * len(devs)
-            ends = [0.0] * len(devs)
-
-            def drain(i: int, barrier: threading.Barrier | None = None) -> None:
-                dev, b, n = devs[i], batches[i], 0
-                rb = dev.read_batch
-                if barrier is not None:
-                    barrier.wait()
-                while True:
-                    try:
-                        n += rb(b)
-                    except BlockingIOError:
-                        break
-                ends[i] = time.perf_counter()
-                got[i] = n
-
-            # one socket per flow, made inside the namespace
-            if libc.setns(nsfd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-            try:
-                socks = []
-                for k in range(64):
-                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    s.bind(("10.78.0.1", 20000 + k))
+            for port in range(20000, 20000 + 16 * flows):  # bounded probe
+                if len(socks) == want * queues:
+                    break
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("10.78.0.1", port))
+                s.sendto(payload, ("10.78.0.2", 9))
+                q = queue_of_last_packet()
+                if q >= 0 and per_queue[q] < want:
+                    per_queue[q] += 1
                     socks.append(s)
-            finally:
-                libc.setns(home, CLONE_NEWNET)
-            payload = b"x" * 64
-            for _ in range(rounds + 1):  # the first round is a warm-up
-                for i in range(len(devs)):
-                    drain(i)
-                for j in range(packets):
-                    socks[j % 64].sendto(payload, ("10.78.0.2", 9))
-                barrier = threading.Barrier(len(devs) + 1)
-                threads = [threading.Thread(target=drain, args=(i, barrier))
-                           for i in range(len(devs))]
-                for t in threads:
-                    t.start()
-                barrier.wait()
-                t0 = time.perf_counter()
-                for t in threads:
-                    t.join()
-                dt = max(ends) - t0
-                rates.append((sum(got), dt, list(got)))
-            for s in socks:
-                s.close()
+                else:
+                    s.close()
         finally:
-            for d in devs:
-                d.close()
-        os.close(nsfd)
+            leave()
+        if len(socks) != want * queues:
+            raise RuntimeError(f"could not find {want} flows per queue: {per_queue}")
+        for _ in range(rounds + 1):  # the first round is a warm-up
+            for i in range(len(devs)):
+                drain(i)
+            for j in range(packets):
+                socks[j % len(socks)].sendto(payload, ("10.78.0.2", 9))
+            barrier = threading.Barrier(len(devs) + 1)
+            threads = [threading.Thread(target=drain, args=(i, barrier))
+                       for i in range(len(devs))]
+            for t in threads:
+                t.start()
+            barrier.wait(30)
+            t0 = time.perf_counter()
+            for t in threads:
+                t.join(60)
+            if sum(got) != packets:
+                raise RuntimeError(f"read {got} packets, sent {packets}")
+            rates.append((sum(got), max(ends) - t0, list(got)))
     finally:
-        os.close(home)
+        for s in socks:
+            s.close()
+        for d in devs:
+            d.close()
+        for fd in (nsfd, home):
+            if fd >= 0:
+                os.close(fd)
         run("ip", "netns", "del", ns, check=False)
     rates = rates[1:]
-    pps = statistics.median(n / dt for n, dt, _ in rates)
-    return {"bench": "queues", "queues": queues, "packets": packets,
-            "pps": round(pps), "per_queue_last": rates[-1][2],
-            "rounds": [round(n / dt) for n, dt, _ in rates]}
+    pps = [n / dt for n, dt, _ in rates]
+    return {"bench": "queues", "queues": queues, "packets": packets, "pinned": pin,
+            "pps": round(statistics.median(pps)), "pps_min": round(min(pps)),
+            "pps_max": round(max(pps)), "per_queue_last": rates[-1][2],
+            "rounds": [round(x) for x in pps]}
 
 
 # --------------------------------------------------------------------------------------
+KEYS = ("gbps", "retransmits", "tx_dropped", "bytes_per_read", "packets_per_batch",
+        "cpu_s_per_gb")
+
+
 def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
     rows = []
     for offload in (False, True):
@@ -339,25 +410,34 @@ def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
             if not rs:
                 continue
             row: dict[str, object] = {"summary": fwd, "offload": offload, "n": len(rs)}
-            for k in ("gbps", "retransmits", "bytes_per_read", "cpu_s_per_gb"):
-                vals = [r[k] for r in rs if r[k] is not None]
+            for k in KEYS:
+                vals = [float(r[k]) for r in rs if r.get(k) is not None]  # type: ignore[arg-type]
                 row[k] = statistics.median(vals) if vals else None
+                row[k + "_range"] = [min(vals), max(vals)] if vals else None
             rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict[str, object]], queues: list[dict[str, object]], meta: str) -> str:
+    def rng(r: dict[str, object], k: str, fmt: str) -> str:
+        lo, hi = r[k + "_range"]  # type: ignore[misc]
+        return f"{r[k]:{fmt}} ({lo:{fmt}}-{hi:{fmt}})" if r["n"] != 1 else f"{r[k]:{fmt}}"
+
     out = [meta, "",
-           "| TUN | forwarder | Gbps | retransmits | bytes/read | CPU s/GB | runs |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+           "| TUN | forwarder | Gbps (min-max) | retransmits | tx_dropped | bytes/read "
+           "| packets/batch | CPU s/GB (min-max) | runs |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {'offload' if r['offload'] else 'plain'} | {r['summary']} | "
-                   f"{r['gbps']:.2f} | {r['retransmits']:.0f} | {r['bytes_per_read']:.0f} | "
-                   f"{r['cpu_s_per_gb']:.3f} | {r['n']} |")
+                   f"{rng(r, 'gbps', '.2f')} | {r['retransmits']:,.0f} | {r['tx_dropped']:,.0f} | "
+                   f"{r['bytes_per_read']:,.0f} | {r['packets_per_batch']:.1f} | "
+                   f"{rng(r, 'cpu_s_per_gb', '.3f')} | {r['n']} |")
     if queues:
-        out += ["", "| queues | packets/s (median) | per round |", "|---:|---:|---|"]
+        out += ["", "| queues | packets/s (median) | min-max | per round |",
+                "|---:|---:|---|---|"]
         for q in queues:
-            out.append(f"| {q['queues']} | {q['pps']:,} | {q['rounds']} |")
+            out.append(f"| {q['queues']} | {q['pps']:,} | {q['pps_min']:,}-{q['pps_max']:,} "
+                       f"| {q['rounds']} |")
     return "\n".join(out)
 
 
@@ -378,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queues-only", action="store_true")
     p.add_argument("--packets", type=int, default=20000, help="packets per queue-bench round")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--no-pin", action="store_true",
+                   help="queue bench: do not pin reader thread i to CPU i")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -405,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     qs = []
     if args.queues or args.queues_only:
         for n in (1, 2):
-            q = queue_bench(n, args.packets, args.rounds)
+            q = queue_bench(n, args.packets, args.rounds, pin=not args.no_pin)
             qs.append(q)
             print(json.dumps(q), flush=True)
     if args.markdown:

@@ -37,7 +37,9 @@
 
 static int fds[2];
 static int offload;
-static _Atomic unsigned long long reads[2], pkts[2], bytes[2], werrs[2];
+/* reads: read() calls (c-poll: including the one that says EAGAIN); batches: read rounds
+ * that returned packets (= reads for threads) */
+static _Atomic unsigned long long reads[2], batches[2], pkts[2], bytes[2], werrs[2];
 static volatile sig_atomic_t stop;
 
 static void
@@ -104,13 +106,13 @@ thread_dir(void *arg)
             e++;
         /* publish every 64 packets (cheap, the counters are only read at exit) */
         if ((p & 63) == 0) {
-            reads[d] = r;
+            reads[d] = batches[d] = r;
             pkts[d] = p;
             bytes[d] = b;
             werrs[d] = e;
         }
     }
-    reads[d] = r;
+    reads[d] = batches[d] = r;
     pkts[d] = p;
     bytes[d] = b;
     werrs[d] = e;
@@ -143,6 +145,8 @@ poll_loop(void)
                 bytes[d] += (unsigned long long)k;
             }
             pkts[d] += (unsigned long long)n;
+            if (n > 0)
+                batches[d]++;
             for (int i = 0; i < n; i++)
                 if (write(fds[1 - d], pbufs[i], (size_t)plens[i]) < 0)
                     werrs[d]++;
@@ -197,9 +201,10 @@ main(int argc, char **argv)
     else {
         poll_loop();
     }
-    printf("{\"forwarder\": \"c-%s\", \"reads\": [%llu, %llu], \"packets\": [%llu, %llu], "
-           "\"bytes\": [%llu, %llu], \"write_errors\": [%llu, %llu]}\n",
+    printf("{\"forwarder\": \"c-%s\", \"reads\": [%llu, %llu], \"batches\": [%llu, %llu], "
+           "\"packets\": [%llu, %llu], \"bytes\": [%llu, %llu], \"write_errors\": [%llu, %llu]}\n",
            argv[1], (unsigned long long)reads[0], (unsigned long long)reads[1],
+           (unsigned long long)batches[0], (unsigned long long)batches[1],
            (unsigned long long)pkts[0], (unsigned long long)pkts[1],
            (unsigned long long)bytes[0], (unsigned long long)bytes[1],
            (unsigned long long)werrs[0], (unsigned long long)werrs[1]);

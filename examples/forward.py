@@ -155,7 +155,9 @@ def run_epoll(pairs: list[tuple[tuntap.Device, tuntap.Device]], stop: threading.
         while not stop.is_set():
             for fd, _ in ep.poll(0.2):
                 read_batch, write_batch, c = route[fd]
-                while True:
+                # Drain a ready device, but at most 16 batches before looking at the other
+                # one: the reverse direction carries the ACKs that keep TCP sending.
+                for _ in range(16):
                     try:
                         n = read_batch(batch)
                     except BlockingIOError:
