@@ -8,12 +8,13 @@ What is measured (engine: ``tuntap._bench``, see its docstring for the protocol)
 * ``write``: the method writes one prebuilt IPv4/UDP packet K times (timed) to a UDP sink
   socket in the same namespace, which must receive all K.
 
-Methods: the C floor (``cfloor.c``, plain read()/write(), compiled here with ``cc -O2``
-into ``_build/``); tuntap ``readinto``/``write`` and ``read_batch``/``write_batch``
-(batch 64); the ctypes version (``ctypes_tun.py``) with ``os.read``, ``FileIO.readinto``,
-libc ``read`` via ctypes, ``os.write`` and libc ``write``; python-pytun, pytap2 and
-scapy's ``TunTapInterface`` (``recv()`` parses into scapy packets, ``recv_raw()`` does
-not). A peer that is not installed or cannot run is printed as missing.
+Methods: the C floor (``_bench.CFLOOR_SOURCE``: plain read()/write(), written to and
+compiled in ``_build/`` with ``cc -O2``); tuntap ``readinto``/``write`` and
+``read_batch``/``write_batch`` (batch 64); the ctypes version (``ctypes_tun.py``) with
+``os.read``, ``FileIO.readinto``, libc ``read`` via ctypes, ``os.write`` and libc
+``write``; python-pytun, pytap2 and scapy's ``TunTapInterface`` (``recv()`` parses into
+scapy packets, ``recv_raw()`` does not). A peer that is not installed or cannot run is
+printed as missing.
 
 Every run unshares a private network namespace (gone when the process exits), pins itself
 to one CPU, runs one warm-up and ``--rounds`` timed rounds per point (methods interleaved,
@@ -214,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cpu = _bench.pin_cpu(args.cpu)
     fifo = False if args.no_fifo else _bench.set_realtime()
-    with open(os.path.join(HERE, "cfloor.c")) as f:
-        floor = _bench.compile_cfloor(f.read(), os.path.join(HERE, "_build"))
+    # The C source lives in the package (python -m tuntap bench needs it in a wheel);
+    # compile_cfloor writes it to _build/cfloor.c next to the binary it builds.
+    floor = _bench.compile_cfloor(_bench.CFLOOR_SOURCE, os.path.join(HERE, "_build"))
 
     keys = [x for x in args.only.split(",") if x]
 

@@ -102,13 +102,6 @@ def test_bad_arguments_exit_2() -> None:
     assert "payload" in proc.stderr
 
 
-def test_embedded_c_floor_matches_benchmarks_cfloor_c() -> None:
-    src = ROOT / "benchmarks" / "cfloor.c"
-    if not src.exists():
-        pytest.skip("benchmarks/ is not part of this checkout")
-    assert src.read_text() == _bench.CFLOOR_SOURCE
-
-
 def test_udp_packet_has_a_valid_ipv4_header_checksum() -> None:
     pkt = _bench.udp4_packet("10.0.0.2", "10.0.0.1", 4000, 9999, b"x" * 64)
     assert len(pkt) == 20 + 8 + 64

@@ -52,7 +52,7 @@ __all__ = [
     "main",
 ]
 
-# The same text as benchmarks/cfloor.c (tests check that they match).
+# The C reference loop; benchmarks/bench_io.py compiles this same text (one copy).
 CFLOOR_SOURCE = r"""/* The C reference loop: the physical floor for per-packet TUN I/O.
  *
  * Plain read()/write(), one syscall per packet, no batching, no tricks: the cost
