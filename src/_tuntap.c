@@ -1885,8 +1885,9 @@ done:
 PyDoc_STRVAR(Device_set_offload__doc__,
 "set_offload($self, offload, /)\n--\n\n"
 "Tell the kernel which offloads userspace handles (TUNSETOFFLOAD); 0 for none.\n"
-"The mask is device-wide. TSO/USO need CSUM, USO4 and USO6 go together, and UFO\n"
-"is refused (the kernel silently drops it): each raises ValueError.");
+"The mask is device-wide and needs a VNET_HDR device. TSO/USO need CSUM, USO4\n"
+"and USO6 go together, TSO_ECN needs TSO4 or TSO6, and UFO is refused (the\n"
+"kernel silently drops it): each raises ValueError.");
 
 static PyObject *
 Device_set_offload(DeviceObject *self, PyObject *arg)
@@ -1900,9 +1901,15 @@ Device_set_offload(DeviceObject *self, PyObject *arg)
     if (v == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (v < 0 || (v & ~(long)TT_OFFLOAD_MASK)) {
-        PyErr_Format(PyExc_ValueError, "unknown offload bits 0x%lx",
-                     v < 0 ? v : (v & ~(long)TT_OFFLOAD_MASK));
+    if (v < 0) {
+        PyErr_Format(PyExc_ValueError, "offload must be >= 0, not %ld", v);
+        return NULL;
+    }
+    if (v & ~(long)TT_OFFLOAD_MASK) {
+        /* PyErr_Format knows %lx only from 3.12 on */
+        char bits[24];
+        PyOS_snprintf(bits, sizeof(bits), "%#lx", v & ~(long)TT_OFFLOAD_MASK);
+        PyErr_Format(PyExc_ValueError, "unknown offload bits %s", bits);
         return NULL;
     }
     if (v & TUN_F_UFO) {
@@ -1917,6 +1924,26 @@ Device_set_offload(DeviceObject *self, PyObject *arg)
     if (((v & TUN_F_USO4) != 0) != ((v & TUN_F_USO6) != 0)) {
         PyErr_SetString(PyExc_ValueError, "USO4 and USO6 must be set together");
         return NULL;
+    }
+    /* drivers/net/tun.c: set_offload() consumes TSO_ECN only next to TSO4/TSO6 and
+     * fails with EINVAL on the leftover bit otherwise: say why before asking. */
+    if ((v & TUN_F_TSO_ECN) && !(v & (TUN_F_TSO4 | TUN_F_TSO6))) {
+        PyErr_SetString(PyExc_ValueError, "TSO_ECN needs TSO4 or TSO6");
+        return NULL;
+    }
+    if (v != 0) {
+        /* The kernel takes offloads without IFF_VNET_HDR too, and then hands out
+         * super-packets and partial checksums with nothing to tell them apart. */
+        int flags;
+        if (tt_device_flags(self, &flags) < 0) {
+            return NULL;
+        }
+        if (!(flags & IFF_VNET_HDR)) {
+            PyErr_Format(PyExc_ValueError,
+                         "offloads need a VNET_HDR device: '%s' has no virtio-net header "
+                         "to mark super-packets and partial checksums", self->name);
+            return NULL;
+        }
     }
     if (tt_ioctl(self, 0, TUNSETOFFLOAD, (void *)(uintptr_t)(unsigned long)v,
                  "ioctl(TUNSETOFFLOAD)") < 0) {
@@ -2116,7 +2143,7 @@ static int
 Device_set_vnet_hdr_size(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
     int sz, flags;
-    if (tt_setter_int(value, &sz, "vnet_hdr_size", 0) < 0) {
+    if (tt_setter_int(value, &sz, "vnet_hdr_size", INT_MIN) < 0) {
         return -1;
     }
     if (sz < (int)sizeof(struct virtio_net_hdr)) {

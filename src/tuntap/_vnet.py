@@ -40,6 +40,8 @@ VIRTIO_NET_HDR_GSO_ECN = 0x80  #: bit or-ed into gso_type: the TCP packet has CW
 
 _BASE = struct.Struct("=BBHHHH")
 _NUM_BUFFERS = struct.Struct("=H")
+_FIELDS = (("flags", 8), ("gso_type", 8), ("hdr_len", 16), ("gso_size", 16),
+           ("csum_start", 16), ("csum_offset", 16), ("num_buffers", 16))
 _Buffer = Union[bytes, bytearray, memoryview]
 
 
@@ -124,6 +126,8 @@ class VirtioNetHdr:
         ------
         ValueError
             ``size`` < 10 or a field out of range (8-bit flags/gso_type, 16-bit others).
+        TypeError
+            A field that is not an int.
         """
         buf = bytearray(size if size >= 10 else 10)
         self.pack_into(buf, 0, size)
@@ -136,15 +140,25 @@ class VirtioNetHdr:
             raise ValueError(f"vnet header size must be at least 10, not {size}")
         if offset < 0 or len(buffer) - offset < size:
             raise ValueError(f"need {size} bytes at offset {offset}, buffer has {len(buffer)}")
-        try:
-            _BASE.pack_into(buffer, offset, self.flags, self.gso_type, self.hdr_len,
-                            self.gso_size, self.csum_start, self.csum_offset)
-            if size >= 12:
-                _NUM_BUFFERS.pack_into(buffer, offset + 10, self.num_buffers)
-        except struct.error as e:
-            raise ValueError(f"virtio-net header field out of range: {e}") from None
+        self._check_fields(size)
+        _BASE.pack_into(buffer, offset, self.flags, self.gso_type, self.hdr_len,
+                        self.gso_size, self.csum_start, self.csum_offset)
+        if size >= 12:
+            _NUM_BUFFERS.pack_into(buffer, offset + 10, self.num_buffers)
         if size > 12:
             buffer[offset + 12:offset + size] = bytes(size - 12)
+
+    def _check_fields(self, size: int) -> None:
+        """TypeError for a non-int field, ValueError for one out of range: checked before
+        anything is written, so a failed pack_into leaves the buffer as it was.
+        ``num_buffers`` only counts in the 12-byte (and longer) header."""
+        for name, bits in _FIELDS if size >= 12 else _FIELDS[:-1]:
+            value = getattr(self, name)
+            if not isinstance(value, int):
+                raise TypeError(f"{name} must be int, not {type(value).__name__}")
+            if not 0 <= value < 1 << bits:
+                raise ValueError(f"virtio-net header field out of range: {name}={value} "
+                                 f"(0..{(1 << bits) - 1})")
 
     @property
     def is_gso(self) -> bool:
