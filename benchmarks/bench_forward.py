@@ -217,7 +217,12 @@ class Env:
                        check=False)
             if ping.returncode != 0:
                 raise RuntimeError(f"{fwd}: no ping through the tunnel: {ping.stdout}")
-            time.sleep(0.3)
+            for _ in range(50):  # wait (at most 5 s) until the iperf3 server listens
+                if run("ss", "-N", self.ns_b, "-Hltn", "sport", "=", ":5201",
+                       check=False).stdout.strip():
+                    break
+                time.sleep(0.1)
+            time.sleep(0.2)
             cpu0 = proc_cpu(proc.pid)
             t0 = time.monotonic()
             r = run("ip", "netns", "exec", self.ns_a, "iperf3", "-c", ADDR_B, "-J",
@@ -240,7 +245,10 @@ class Env:
                 srv.wait(5)
         if r.returncode != 0:
             raise RuntimeError(f"iperf3 failed with {fwd}: {r.stdout[-1000:]} {r.stderr[-500:]}")
-        end = json.loads(r.stdout)["end"]
+        report = json.loads(r.stdout)
+        if "error" in report or "sum_received" not in report.get("end", {}):
+            raise RuntimeError(f"iperf3 with {fwd}: {report.get('error', 'no result')}")
+        end = report["end"]
         lines = out.strip().splitlines()
         if not lines:
             raise RuntimeError(f"{fwd} printed no counters: {err[-2000:]}")
@@ -477,7 +485,12 @@ def main(argv: list[str] | None = None) -> int:
                 for rep in range(args.reps):
                     for mode in args.modes:
                         for fwd in args.only or FORWARDERS:
-                            r = env.run_once(fwd, mode == "offload")
+                            try:
+                                r = env.run_once(fwd, mode == "offload")
+                            except RuntimeError as e:  # one retry, then give up
+                                print(json.dumps({"retry": fwd, "error": str(e)[:300]}),
+                                      flush=True)
+                                r = env.run_once(fwd, mode == "offload")
                             r["rep"] = rep
                             results.append(r)
                             print(json.dumps(r), flush=True)
