@@ -428,7 +428,9 @@ def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
 
 def markdown(rows: list[dict[str, object]], queues: list[dict[str, object]], meta: str) -> str:
     def rng(r: dict[str, object], k: str, fmt: str) -> str:
-        lo, hi = r[k + "_range"]  # type: ignore[misc]
+        span = r[k + "_range"]
+        assert isinstance(span, list)
+        lo, hi = span
         return f"{r[k]:{fmt}} ({lo:{fmt}}-{hi:{fmt}})" if r["n"] != 1 else f"{r[k]:{fmt}}"
 
     out = [meta, "",
