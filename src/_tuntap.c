@@ -2015,48 +2015,41 @@ tt_setter_int(PyObject *value, int *out, const char *what, int lo)
     return 0;
 }
 
+/* An int interface attribute read and written with a SIOC[GS]IF* pair (MTU,
+ * txqueuelen): the getset closure names the pair. ifr_mtu and ifr_qlen are the same
+ * int of the ifreq union (<net/if.h>: ifru_mtu, ifru_ivalue). */
+typedef struct {
+    unsigned long get, set;
+    const char *name, *get_call, *set_call;
+} tt_ifint;
+
+static const tt_ifint tt_ifint_mtu = {SIOCGIFMTU, SIOCSIFMTU, "mtu", "ioctl(SIOCGIFMTU)",
+                                      "ioctl(SIOCSIFMTU)"};
+static const tt_ifint tt_ifint_txqueuelen = {SIOCGIFTXQLEN, SIOCSIFTXQLEN, "txqueuelen",
+                                             "ioctl(SIOCGIFTXQLEN)", "ioctl(SIOCSIFTXQLEN)"};
+
 static PyObject *
-Device_get_mtu(DeviceObject *self, void *Py_UNUSED(closure))
+Device_get_ifint(DeviceObject *self, void *closure)
 {
+    const tt_ifint *a = closure;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
-    if (tt_ifreq(self, SIOCGIFMTU, &ifr, "ioctl(SIOCGIFMTU)") < 0) {
+    if (tt_ifreq(self, a->get, &ifr, a->get_call) < 0) {
         return NULL;
     }
     return PyLong_FromLong(ifr.ifr_mtu);
 }
 
 static int
-Device_set_mtu(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
+Device_set_ifint(DeviceObject *self, PyObject *value, void *closure)
 {
+    const tt_ifint *a = closure;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
-    if (tt_setter_int(value, &ifr.ifr_mtu, "mtu", 0) < 0) {
+    if (tt_setter_int(value, &ifr.ifr_mtu, a->name, 0) < 0) {
         return -1;
     }
-    return tt_ifreq(self, SIOCSIFMTU, &ifr, "ioctl(SIOCSIFMTU)") < 0 ? -1 : 0;
-}
-
-static PyObject *
-Device_get_txqueuelen(DeviceObject *self, void *Py_UNUSED(closure))
-{
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    if (tt_ifreq(self, SIOCGIFTXQLEN, &ifr, "ioctl(SIOCGIFTXQLEN)") < 0) {
-        return NULL;
-    }
-    return PyLong_FromLong(ifr.ifr_qlen);
-}
-
-static int
-Device_set_txqueuelen(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
-{
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    if (tt_setter_int(value, &ifr.ifr_qlen, "txqueuelen", 0) < 0) {
-        return -1;
-    }
-    return tt_ifreq(self, SIOCSIFTXQLEN, &ifr, "ioctl(SIOCSIFTXQLEN)") < 0 ? -1 : 0;
+    return tt_ifreq(self, a->set, &ifr, a->set_call) < 0 ? -1 : 0;
 }
 
 static PyObject *
@@ -2452,9 +2445,11 @@ static PyGetSetDef Device_getset[] = {
      "The device's flags as they really are (TUNGETIFF plus rtnetlink for NO_PI).", NULL},
     {"ifindex", (getter)Device_get_ifindex, NULL, "The interface index.", NULL},
     {"is_up", (getter)Device_get_is_up, NULL, "True when IFF_UP is set.", NULL},
-    {"mtu", (getter)Device_get_mtu, (setter)Device_set_mtu, "The interface MTU.", NULL},
-    {"txqueuelen", (getter)Device_get_txqueuelen, (setter)Device_set_txqueuelen,
-     "Packets the kernel queues for a reader before it drops them.", NULL},
+    {"mtu", (getter)Device_get_ifint, (setter)Device_set_ifint, "The interface MTU.",
+     (void *)&tt_ifint_mtu},
+    {"txqueuelen", (getter)Device_get_ifint, (setter)Device_set_ifint,
+     "Packets the kernel queues for a reader before it drops them.",
+     (void *)&tt_ifint_txqueuelen},
     {"hwaddr", (getter)Device_get_hwaddr, (setter)Device_set_hwaddr,
      "The MAC address 'aa:bb:cc:dd:ee:ff' (TAP only; ValueError on TUN).", NULL},
     {"vnet_hdr_size", (getter)Device_get_vnet_hdr_size, (setter)Device_set_vnet_hdr_size,
