@@ -3,7 +3,7 @@
 from . import _tuntap
 from ._device import Device, DeviceInfo, delete, list_devices, open_queues
 from ._flags import IFF_ALIASES, Flags, Offload, features
-from ._tuntap import PacketBatch, segment
+from ._tuntap import PacketBatch, checksum, segment
 from ._vnet import VirtioNetHdr
 
 try:
@@ -20,6 +20,7 @@ __all__ = [
     "Offload",
     "PacketBatch",
     "VirtioNetHdr",
+    "checksum",
     "delete",
     "features",
     "list_devices",
