@@ -5,6 +5,7 @@ Switches (environment variables):
   TUNTAP_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer
   TUNTAP_WERROR=1    -Werror (CI builds with it)
 """
+import glob
 import os
 
 from setuptools import Extension, setup
@@ -26,7 +27,9 @@ setup(
     ext_modules=[
         Extension(
             "tuntap._tuntap",
-            ["src/_tuntap.c"],
+            # The module entry first, then every unit beside it (docs/design.md).
+            ["src/_tuntap.c"] + sorted(set(glob.glob("src/*.c")) - {"src/_tuntap.c"}),
+            depends=sorted(glob.glob("src/*.h")),
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
             undef_macros=undef_macros,

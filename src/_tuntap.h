@@ -1,0 +1,321 @@
+/*
+ * _tuntap.h: what the units of tuntap._tuntap share (in the manner of CPython's
+ * Modules/_io/_iomodule.h): the module state, the object structs, the type specs
+ * and the shared helpers, each with its contract.
+ *
+ * Units (docs/design.md has the map and the one rule of each):
+ *   _tuntap.c   module entry: state lookup, functions table, exec, PyInit
+ *   util.c      errors, argument checks, timeouts
+ *   engine.c    the one I/O engine: busy count, GIL release, EINTR, waits, close
+ *   open.c      Device() and Device.fromfd(): opening, namespaces, features()
+ *   device.c    the Device type: lifetime, one-packet I/O, modes, tables, spec
+ *   control.c   interface control: flags, up/down, MTU, MAC, owner, queues,
+ *               offloads, addresses, link info (ioctls and rtnetlink)
+ *   batch.c     the PacketBatch type and Device.read_batch/write_batch
+ *   packet.c    segment() and checksum(): wrappers of the pure-C units
+ *   netlink.c   rtnetlink messages (pure C, netlink.h)
+ *   gso.c       GSO segmentation (pure C, gso.h); csum.h: checksums (pure C)
+ *
+ * "GIL held" below means the function must be called with the GIL held and may
+ * raise; "no GIL" means it uses no Python API at all.
+ */
+#ifndef TT_TUNTAP_H
+#define TT_TUNTAP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include <net/if.h>
+#include <linux/if_tun.h>
+
+/* USO offloads (Linux 6.2); older uapi headers lack them, the values are ABI. */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+#ifndef CLONE_NEWNET
+#define CLONE_NEWNET 0x40000000
+#endif
+
+#if PY_VERSION_HEX < 0x030A00F0
+static inline PyObject *
+Py_NewRef(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#endif
+
+/* Limited API (abi3) builds: only measured for docs/packaging.md (the wheels use the
+ * full API). Stand-ins for the macros and private calls the limited API lacks. */
+#ifdef Py_LIMITED_API
+#define PyBytes_AS_STRING(o) PyBytes_AsString(o)
+#define PyBytes_GET_SIZE(o) PyBytes_Size(o)
+#define PyUnicode_AsUTF8(o) PyUnicode_AsUTF8AndSize((o), NULL)
+#define PyMem_RawCalloc calloc
+#define PyMem_RawFree free
+#define TT_SEQ_SIZE(seq) (PyList_Check(seq) ? PyList_Size(seq) : PyTuple_Size(seq))
+#define TT_SEQ_ITEM(seq, i) (PyList_Check(seq) ? PyList_GetItem((seq), (i)) \
+                                               : PyTuple_GetItem((seq), (i)))
+#else
+#define TT_SEQ_SIZE(seq) PySequence_Fast_GET_SIZE(seq)
+#define TT_SEQ_ITEM(seq, i) PySequence_Fast_GET_ITEM((seq), (i))
+#endif
+
+#define TT_MODULE_NAME "tuntap._tuntap"
+#define TT_DEFAULT_PATH "/dev/net/tun"
+
+/* ------------------------------------------------------------------------ */
+/* Module state (_tuntap.c)                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyTypeObject *DeviceType;
+    PyTypeObject *PacketBatchType;
+} tt_state;
+
+extern struct PyModuleDef tt_module;
+
+static inline tt_state *
+tt_get_state(PyObject *module)
+{
+    return (tt_state *)PyModule_GetState(module);
+}
+
+/* GIL held. The state of the module that defined `type` or one of its bases (so a
+ * Python subclass works, also on 3.9 where PyType_GetModuleByDef is missing).
+ * NULL with TypeError if there is none. */
+tt_state *tt_find_state(PyTypeObject *type);
+
+/* ------------------------------------------------------------------------ */
+/* Objects                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    int fd;             /* the /dev/net/tun fd, always O_NONBLOCK; -1 once closed */
+    int wakefd;         /* eventfd that close() signals; -1 until a blocking wait */
+    int ctlfd;          /* NETLINK_ROUTE socket in the device's network namespace */
+    int busy;           /* threads inside a syscall on fd/ctlfd (atomic; engine.c) */
+    int req_flags;      /* flags given to TUNSETIFF, -1 if unknown (fromfd) */
+    int hdr_len;        /* packet-info + vnet header bytes before each packet */
+    int64_t timeout_ns; /* -1: block forever; 0: non-blocking; > 0: timeout */
+    PyThread_type_lock nl_lock; /* serializes netlink requests on ctlfd */
+    PyTypeObject *batch_type;   /* borrowed: the module (via our type) outlives us */
+    char name[IFNAMSIZ];
+} DeviceObject;
+
+/* What the next buffer export of a PacketBatch covers (set just around
+ * PyMemoryView_FromObject, GIL held). */
+enum { TT_EXPORT_ARENA = 0, TT_EXPORT_REGION = 1, TT_EXPORT_SIZES = 2 };
+
+/* A PacketBatch: one arena of `capacity` slots of `stride` = headroom + slot_size
+ * bytes; packet i lives at tt_batch_slot(b, i), sizes[i] bytes long; `count`
+ * packets are valid. */
+typedef struct {
+    PyObject_HEAD
+    char *arena;
+    uint32_t *sizes;
+    Py_ssize_t capacity, slot_size, headroom, stride, count;
+    int export_kind; /* TT_EXPORT_* */
+    Py_ssize_t export_off, export_len;
+} PacketBatchObject;
+
+static inline char *
+tt_batch_slot(const PacketBatchObject *b, Py_ssize_t i)
+{
+    return b->arena + i * b->stride + b->headroom;
+}
+
+extern PyType_Spec tt_device_spec;      /* device.c */
+extern PyType_Spec tt_batch_spec;       /* batch.c */
+/* batch.c: the buffer slot, installed by hand before 3.11 (_tuntap.c). */
+int PacketBatch_getbuffer(PyObject *self, Py_buffer *view, int flags);
+
+/* ------------------------------------------------------------------------ */
+/* util.c: errors and arguments (GIL held)                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Monotonic clock in ns (no GIL). */
+int64_t tt_monotonic_ns(void);
+
+/* TypeError "<message>, not <type name>" (CPython's shape). Always NULL. */
+PyObject *tt_type_error(PyObject *obj, const char *fmt, ...);
+
+/* The OSError subclass matching `err` (PEP 3151), message
+ * "<strerror>: <syscall> on '<ifname>'<hint>" ("... on" omitted when ifname is
+ * NULL or empty; hint may be NULL). Always NULL. */
+PyObject *tt_oserror(int err, const char *syscall, const char *ifname, const char *hint);
+
+/* The same with OSError.filename set to `path` ("<strerror>: <syscall>"). */
+PyObject *tt_oserror_path(int err, const char *syscall, const char *path);
+
+/* ValueError("I/O operation on closed device"). Always NULL. */
+PyObject *tt_closed_error(void);
+
+static inline int
+tt_check_open(DeviceObject *self)
+{
+    if (self->fd < 0) {
+        tt_closed_error();
+        return -1;
+    }
+    return 0;
+}
+
+/* Validate a user's interface name (str, <= 15 bytes, no NUL '/' ':' or
+ * whitespace, not "." or "..") into `out`, before any syscall. 0 or -1. */
+int tt_check_ifname(PyObject *obj, char out[IFNAMSIZ]);
+
+/* Bounded, NUL-terminated copy of a validated name into a zeroed ifreq. */
+void tt_set_ifname(struct ifreq *ifr, const char *name);
+
+/* An int argument that fits a C int. 0 or -1 (TypeError/OverflowError). */
+int tt_as_int(PyObject *obj, int *out, const char *what);
+
+/* None or seconds -> ns (-1 forever, 0 non-blocking), socket.settimeout()'s rules. */
+int tt_parse_timeout(PyObject *obj, int64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* engine.c: the one I/O engine                                              */
+/* ------------------------------------------------------------------------ */
+
+/* One operation for tt_call(). The caller fills impl, syscall, events, flags and
+ * ctx; the engine sets fd before every attempt; impl may raise progress. */
+typedef struct tt_op tt_op;
+struct tt_op {
+    /* One attempt, GIL released, no Python API: the syscall(s) and nothing else.
+     * Returns >= 0 when done, or -1 with errno (EAGAIN: not ready, the engine
+     * waits in blocking mode and calls it again; EINTR: the engine runs signal
+     * handlers and calls it again). It must be restartable after -1. */
+    ssize_t (*impl)(tt_op *op);
+    const char *syscall; /* names the call in messages: "read()", "ioctl(TUNSETIFF)" */
+    short events;        /* POLLIN/POLLOUT to wait for on EAGAIN; 0: never wait */
+    int flags;           /* TT_OP_* */
+    int fd;              /* set by the engine: the device fd or the control socket */
+    Py_ssize_t progress; /* set by impl: work done that a later failure must return */
+    int err;             /* set by the engine on failure with TT_OP_RAW */
+    void *ctx;           /* the operation's own data */
+};
+#define TT_OP_CTL 1 /* op->fd is the control socket, not the device fd */
+#define TT_OP_RAW 2 /* an OS error returns -1 with op->err and no exception */
+
+/* GIL held. Run `op` on `self` (the only place that releases the GIL around a
+ * device syscall): checks the device is open, raises the busy count, releases
+ * the GIL, calls impl, waits in poll() on the fd plus the close eventfd when impl
+ * says EAGAIN in blocking mode (honouring the timeout as one deadline; a detached
+ * queue is re-tried every 50 ms), retries EINTR after PyErr_CheckSignals()
+ * (PEP 475), lowers the busy count before taking the GIL back. Returns impl's
+ * result, or op->progress if it is > 0 when a later attempt fails (like send()),
+ * or -1 with an exception: ValueError if closed (also by another thread while
+ * waiting), TimeoutError, BlockingIOError, the errno's OSError naming the device
+ * and op->syscall (TT_OP_RAW: no exception, op->err set).
+ * With self == NULL (no device yet: open, features) the GIL is released around
+ * impl and EINTR retried; nothing waits; errors are always raw.
+ * Raw callers: -1 with op->err still 0 means a signal handler raised (the
+ * exception is set); initialise op with err = 0. */
+Py_ssize_t tt_call(DeviceObject *self, tt_op *op);
+
+/* GIL held. Mark the device closed, wake threads waiting in the engine and wait
+ * (GIL released) until none is inside a syscall, then close every fd the object
+ * owns except, when `keep_fd`, the device fd. Returns the device fd it had, or
+ * -1 if it was already closed. Never retries close(). */
+int tt_shutdown(DeviceObject *self, int keep_fd);
+
+/* GIL held. ioctl(fd or control socket, req, arg) through the engine; `arg` is a
+ * pointer or a value as the request wants. Returns >= 0 or -1 with an OSError
+ * naming `what` and the device. */
+int tt_ioctl(DeviceObject *self, int on_ctl, unsigned long req, void *arg, const char *what);
+
+/* GIL held. SIOC* interface ioctl on the control socket by the device's name. */
+int tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const char *what);
+
+/* GIL held. One packet read (is_write 0) or written through the engine. Bytes
+ * moved, or -1 with an exception. */
+Py_ssize_t tt_io(DeviceObject *self, int is_write, void *buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* open.c: making devices (GIL held)                                         */
+/* ------------------------------------------------------------------------ */
+
+PyObject *Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds);
+PyObject *Device_fromfd(PyTypeObject *type, PyObject *arg);
+extern const char Device_fromfd__doc__[];
+PyObject *tt_features(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char tt_features__doc__[];
+
+/* A DeviceObject of `type` with every fd -1 and its netlink lock, or NULL. */
+DeviceObject *tt_device_alloc(PyTypeObject *type);
+
+/* ------------------------------------------------------------------------ */
+/* control.c: interface control (GIL held)                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The flags as they really are: TUNGETIFF, packet info from rtnetlink. */
+int tt_device_flags(DeviceObject *self, int *out);
+/* Set self->hdr_len from `flags` (packet info 4, plus TUNGETVNETHDRSZ). */
+int tt_update_hdr_len(DeviceObject *self, int flags);
+
+/* Device methods and properties; device.c lists them in the type's tables. */
+#define TT_DOC(name, text) const char name[] = PyDoc_STR(text)
+#define TT_METHOD(name)                                                            \
+    PyObject *Device_##name(DeviceObject *self, PyObject *arg);                      \
+    extern const char Device_##name##__doc__[]
+#define TT_FASTMETHOD(name)                                                        \
+    PyObject *Device_##name(DeviceObject *self, PyObject *const *args, Py_ssize_t n); \
+    extern const char Device_##name##__doc__[]
+#define TT_GETTER(name) PyObject *Device_get_##name(DeviceObject *self, void *closure)
+#define TT_SETTER(name) int Device_set_##name(DeviceObject *self, PyObject *v, void *closure)
+
+TT_METHOD(up);
+TT_METHOD(down);
+TT_FASTMETHOD(persist);
+TT_METHOD(set_owner);
+TT_METHOD(set_group);
+TT_METHOD(attach_queue);
+TT_METHOD(detach_queue);
+TT_METHOD(set_offload);
+TT_METHOD(_address);
+TT_GETTER(flags);
+TT_GETTER(ifindex);
+TT_GETTER(is_up);
+TT_GETTER(ifint);
+TT_SETTER(ifint);
+TT_GETTER(hwaddr);
+TT_SETTER(hwaddr);
+TT_GETTER(vnet_hdr_size);
+TT_SETTER(vnet_hdr_size);
+TT_GETTER(header_size);
+/* Closures of the ifint getter/setter pair (which SIOC ioctls, which name). */
+typedef struct {
+    unsigned long get, set;
+    const char *name, *get_call, *set_call;
+} tt_ifint;
+extern const tt_ifint tt_ifint_mtu, tt_ifint_txqueuelen;
+
+PyObject *tt_list_links(PyObject *module, PyObject *unused);
+extern const char tt_list_links__doc__[];
+
+/* ------------------------------------------------------------------------ */
+/* batch.c, packet.c, util.c: module-level functions (GIL held)              */
+/* ------------------------------------------------------------------------ */
+
+TT_METHOD(read_batch);
+TT_METHOD(write_batch);
+
+PyObject *tt_segment(PyObject *module, PyObject *args, PyObject *kwargs);
+extern const char tt_segment__doc__[];
+PyObject *tt_checksum(PyObject *module, PyObject *arg);
+extern const char tt_checksum__doc__[];
+PyObject *tt_check_name(PyObject *module, PyObject *arg);
+extern const char tt_check_name__doc__[];
+
+#endif /* TT_TUNTAP_H */

@@ -1,0 +1,472 @@
+/*
+ * batch.c: the PacketBatch type (one arena of packet slots with zero-copy views)
+ * and the batched I/O of Device.read_batch/write_batch, each one engine call.
+ */
+#include "_tuntap.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <structmember.h>
+
+/* -- read_batch ------------------------------------------------------------- */
+
+/* Fill the batch: the first read may find nothing (EAGAIN: the engine waits and
+ * calls again); once one packet is in, read without waiting until the batch is
+ * full or the queue is empty. An error after the first packet is left for the next
+ * call to report: the packets read so far are returned now. */
+static ssize_t
+tt_read_batch_impl(tt_op *op)
+{
+    PacketBatchObject *b = op->ctx;
+    size_t slot = (size_t)b->slot_size;
+    Py_ssize_t i, cap = b->capacity;
+    ssize_t n = read(op->fd, tt_batch_slot(b, 0), slot);
+    if (n < 0) {
+        return -1;
+    }
+    b->sizes[0] = (uint32_t)n;
+    for (i = 1; i < cap; i++) {
+        n = read(op->fd, tt_batch_slot(b, i), slot);
+        if (n < 0) {
+            break;
+        }
+        b->sizes[i] = (uint32_t)n;
+    }
+    return i;
+}
+
+TT_DOC(Device_read_batch__doc__,
+"read_batch($self, batch, /)\n--\n\n"
+"Replace the contents of a PacketBatch with up to batch.capacity packets and\n"
+"return how many were read. Blocking mode waits (honouring the timeout) for the\n"
+"first packet only, then takes whatever is queued without waiting; non-blocking\n"
+"mode raises BlockingIOError when nothing is queued. One GIL release per call, no\n"
+"allocation. Each packet is truncated to batch.slot_size like readinto().");
+
+PyObject *
+Device_read_batch(DeviceObject *self, PyObject *arg)
+{
+    PacketBatchObject *b = (PacketBatchObject *)arg;
+    tt_op op = {.impl = tt_read_batch_impl, .syscall = "read()", .events = POLLIN,
+                .ctx = b};
+    Py_ssize_t n;
+
+    if (Py_TYPE(arg) != self->batch_type) {
+        tt_type_error(arg, "read_batch() argument must be PacketBatch");
+        return NULL;
+    }
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    if (b->slot_size <= self->hdr_len) {
+        PyErr_Format(PyExc_ValueError,
+                     "batch slot_size %zd must be larger than the %d-byte packet header",
+                     b->slot_size, self->hdr_len);
+        return NULL;
+    }
+    b->count = 0;
+    n = tt_call(self, &op);
+    if (n < 0) {
+        return NULL;
+    }
+    b->count = n;
+    return PyLong_FromSsize_t(n);
+}
+
+/* -- write_batch ------------------------------------------------------------ */
+
+typedef struct {
+    const char *data;
+    size_t len;
+} tt_pkt;
+
+/* Packets [done, count) of either a PacketBatch or a pkts array; `base` packets
+ * were written by earlier calls (the chunks of a sequence). */
+typedef struct {
+    const tt_pkt *pkts;
+    const PacketBatchObject *b;
+    Py_ssize_t base, done, count;
+} tt_write_ctx;
+
+/* Write from where the last attempt stopped; EAGAIN leaves `done` for the engine
+ * to wait and call again. An empty packet ends the run (the kernel would refuse
+ * it with EINVAL; the caller refuses a first empty packet before this runs). */
+static ssize_t
+tt_write_batch_impl(tt_op *op)
+{
+    tt_write_ctx *c = op->ctx;
+    for (; c->done < c->count; c->done++) {
+        const char *data = c->pkts ? c->pkts[c->done].data : tt_batch_slot(c->b, c->done);
+        size_t len = c->pkts ? c->pkts[c->done].len : c->b->sizes[c->done];
+        if (len == 0) {
+            break;
+        }
+        if (write(op->fd, data, len) < 0) {
+            op->progress = c->base + c->done;
+            return -1;
+        }
+    }
+    return c->base + c->done;
+}
+
+/* GIL held. Packets written in all (base included), or -1 with an exception when
+ * nothing at all was written. */
+static Py_ssize_t
+tt_write_many(DeviceObject *self, const tt_pkt *pkts, const PacketBatchObject *b,
+              Py_ssize_t base, Py_ssize_t count)
+{
+    tt_write_ctx c = {pkts, b, base, 0, count};
+    tt_op op = {.impl = tt_write_batch_impl, .syscall = "write()", .events = POLLOUT,
+                .progress = base, .ctx = &c};
+    if (base == 0 && (pkts ? pkts[0].len : b->sizes[0]) == 0) {
+        PyErr_SetString(PyExc_ValueError, "write_batch() of an empty packet");
+        return -1;
+    }
+    return tt_call(self, &op);
+}
+
+#define TT_WRITE_CHUNK 64
+
+TT_DOC(Device_write_batch__doc__,
+"write_batch($self, packets, /)\n--\n\n"
+"Write a PacketBatch (its len(batch) packets) or a sequence of bytes-like objects,\n"
+"one packet each, and return how many were written. If the first write fails it\n"
+"raises; if a later one fails it returns the count written so far (like send()).\n"
+"The GIL is released once per PacketBatch, or once per 64 packets of a sequence.");
+
+PyObject *
+Device_write_batch(DeviceObject *self, PyObject *arg)
+{
+    PyObject *seq;
+    Py_ssize_t n, i, total = 0;
+    Py_buffer views[TT_WRITE_CHUNK];
+    tt_pkt pkts[TT_WRITE_CHUNK];
+
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    if (Py_TYPE(arg) == self->batch_type) {
+        PacketBatchObject *b = (PacketBatchObject *)arg;
+        if (b->count == 0) {
+            return PyLong_FromLong(0);
+        }
+        n = tt_write_many(self, NULL, b, 0, b->count);
+        return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    }
+    if (PyObject_CheckBuffer(arg) || PyUnicode_Check(arg)) {
+        tt_type_error(arg, "write_batch() takes a PacketBatch or a sequence of packets "
+                           "(use write() for one packet)");
+        return NULL;
+    }
+    seq = PySequence_Fast(arg, "write_batch() argument must be a PacketBatch or a "
+                               "sequence of bytes-like objects");
+    if (seq == NULL) {
+        return NULL;
+    }
+    n = TT_SEQ_SIZE(seq);
+    /* Check every item first so a bad one raises before anything is written. */
+    for (i = 0; i < n; i++) {
+        PyObject *item = TT_SEQ_ITEM(seq, i);
+        if (!PyObject_CheckBuffer(item)) {
+            tt_type_error(item, "write_batch() item %zd must be a bytes-like object", i);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    while (total < n) {
+        Py_ssize_t k, chunk = n - total < TT_WRITE_CHUNK ? n - total : TT_WRITE_CHUNK;
+        Py_ssize_t got = 0, w;
+        for (k = 0; k < chunk; k++) {
+            if (PyObject_GetBuffer(TT_SEQ_ITEM(seq, total + k), &views[k],
+                                   PyBUF_SIMPLE) < 0) {
+                break;
+            }
+            pkts[k].data = views[k].buf;
+            pkts[k].len = (size_t)views[k].len;
+            got++;
+        }
+        if (got < chunk) {
+            for (k = 0; k < got; k++) {
+                PyBuffer_Release(&views[k]);
+            }
+            if (total > 0) {
+                PyErr_Clear();
+                break;
+            }
+            Py_DECREF(seq);
+            return NULL;
+        }
+        w = tt_write_many(self, pkts, NULL, total, chunk);
+        for (k = 0; k < chunk; k++) {
+            PyBuffer_Release(&views[k]);
+        }
+        if (w < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (w < total + chunk) {
+            total = w;
+            break;
+        }
+        total = w;
+    }
+    Py_DECREF(seq);
+    return PyLong_FromSsize_t(total);
+}
+
+/* -- the PacketBatch type ------------------------------------------------- */
+
+
+static PyObject *
+PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"capacity", "slot_size", "headroom", NULL};
+    Py_ssize_t capacity = 64, slot_size = 2048, headroom = 0;
+    PacketBatchObject *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|nn$n:PacketBatch", kwlist, &capacity,
+                                     &slot_size, &headroom)) {
+        return NULL;
+    }
+    if (capacity < 1) {
+        PyErr_Format(PyExc_ValueError, "capacity must be >= 1, not %zd", capacity);
+        return NULL;
+    }
+    if (slot_size < 1 || slot_size > 0x7fffffff) {
+        PyErr_Format(PyExc_ValueError, "slot_size must be between 1 and 2**31-1, not %zd",
+                     slot_size);
+        return NULL;
+    }
+    if (headroom < 0 || headroom > 0x7fffffff) {
+        PyErr_Format(PyExc_ValueError, "headroom must be between 0 and 2**31-1, not %zd",
+                     headroom);
+        return NULL;
+    }
+    if (capacity > PY_SSIZE_T_MAX / (slot_size + headroom) ||
+        (size_t)capacity > SIZE_MAX / sizeof(uint32_t)) {
+        PyErr_SetString(PyExc_OverflowError, "PacketBatch arena too large");
+        return NULL;
+    }
+    self = (PacketBatchObject *)((allocfunc)PyType_GetSlot(type, Py_tp_alloc))(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->capacity = capacity;
+    self->slot_size = slot_size;
+    self->headroom = headroom;
+    self->stride = slot_size + headroom;
+    self->arena = PyMem_RawCalloc((size_t)capacity, (size_t)self->stride);
+    self->sizes = PyMem_RawCalloc((size_t)capacity, sizeof(uint32_t));
+    if (self->arena == NULL || self->sizes == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void
+PacketBatch_dealloc(PacketBatchObject *self)
+{
+    PyTypeObject *tp = Py_TYPE((PyObject *)self);
+    PyMem_RawFree(self->arena);
+    PyMem_RawFree(self->sizes);
+    ((freefunc)PyType_GetSlot(tp, Py_tp_free))((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+int
+PacketBatch_getbuffer(PyObject *op, Py_buffer *view, int flags)
+{
+    PacketBatchObject *self = (PacketBatchObject *)op;
+    int kind = self->export_kind;
+    self->export_kind = TT_EXPORT_ARENA;
+    if (kind == TT_EXPORT_SIZES) {
+        if (flags & PyBUF_WRITABLE) {
+            PyErr_SetString(PyExc_BufferError, "PacketBatch.sizes is read-only");
+            return -1;
+        }
+        view->obj = Py_NewRef((PyObject *)self);
+        view->buf = self->sizes;
+        view->len = self->export_len * (Py_ssize_t)sizeof(uint32_t);
+        view->readonly = 1;
+        view->itemsize = sizeof(uint32_t);
+        view->format = (flags & PyBUF_FORMAT) ? "I" : NULL;
+        view->ndim = 1;
+        view->shape = NULL; /* memoryview derives len / itemsize */
+        view->strides = NULL;
+        view->suboffsets = NULL;
+        view->internal = NULL;
+        return 0;
+    }
+    if (kind == TT_EXPORT_REGION) {
+        return PyBuffer_FillInfo(view, (PyObject *)self, self->arena + self->export_off,
+                                 self->export_len, 0, flags);
+    }
+    return PyBuffer_FillInfo(view, (PyObject *)self, self->arena,
+                             self->capacity * self->stride, 0, flags);
+}
+
+static PyObject *
+tt_batch_view(PacketBatchObject *self, int kind, Py_ssize_t off, Py_ssize_t len)
+{
+    PyObject *mv;
+    self->export_kind = kind;
+    self->export_off = off;
+    self->export_len = len;
+    mv = PyMemoryView_FromObject((PyObject *)self);
+    self->export_kind = TT_EXPORT_ARENA;
+    return mv;
+}
+
+static Py_ssize_t
+PacketBatch_length(PacketBatchObject *self)
+{
+    return self->count;
+}
+
+static PyObject *
+PacketBatch_item(PacketBatchObject *self, Py_ssize_t i)
+{
+    if (i < 0 || i >= self->count) {
+        PyErr_SetString(PyExc_IndexError, "PacketBatch index out of range");
+        return NULL;
+    }
+    return tt_batch_view(self, TT_EXPORT_REGION, i * self->stride + self->headroom,
+                         self->sizes[i]);
+}
+
+PyDoc_STRVAR(PacketBatch_slot__doc__,
+"slot($self, index, /)\n--\n\n"
+"A writable memoryview of packet index including the headroom before it, so a\n"
+"header can be prepended in place.");
+
+static PyObject *
+PacketBatch_slot(PacketBatchObject *self, PyObject *arg)
+{
+    Py_ssize_t i = PyNumber_AsSsize_t(arg, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (i < 0) {
+        i += self->count;
+    }
+    if (i < 0 || i >= self->count) {
+        PyErr_SetString(PyExc_IndexError, "PacketBatch index out of range");
+        return NULL;
+    }
+    return tt_batch_view(self, TT_EXPORT_REGION, i * self->stride,
+                         self->headroom + self->sizes[i]);
+}
+
+PyDoc_STRVAR(PacketBatch_append__doc__,
+"append($self, data, /)\n--\n\n"
+"Copy one packet into the next free slot. ValueError if it is empty, longer than\n"
+"slot_size, or the batch is full.");
+
+static PyObject *
+PacketBatch_append(PacketBatchObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (self->count >= self->capacity) {
+        PyErr_Format(PyExc_ValueError, "PacketBatch is full (capacity %zd)", self->capacity);
+    }
+    else if (view.len == 0) {
+        PyErr_SetString(PyExc_ValueError, "cannot append an empty packet");
+    }
+    else if (view.len > self->slot_size) {
+        PyErr_Format(PyExc_ValueError, "packet of %zd bytes does not fit slot_size %zd",
+                     view.len, self->slot_size);
+    }
+    else {
+        memcpy(tt_batch_slot(self, self->count), view.buf, (size_t)view.len);
+        self->sizes[self->count++] = (uint32_t)view.len;
+    }
+    PyBuffer_Release(&view);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(PacketBatch_clear__doc__,
+"clear($self, /)\n--\n\nForget every packet (len(batch) becomes 0).");
+
+static PyObject *
+PacketBatch_clear(PacketBatchObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->count = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PacketBatch_get_sizes(PacketBatchObject *self, void *Py_UNUSED(closure))
+{
+    return tt_batch_view(self, TT_EXPORT_SIZES, 0, self->count);
+}
+
+static PyObject *
+PacketBatch_repr(PacketBatchObject *self)
+{
+    return PyUnicode_FromFormat("<PacketBatch %zd/%zd packets, slot_size=%zd, headroom=%zd>",
+                                self->count, self->capacity, self->slot_size, self->headroom);
+}
+
+static PyMemberDef PacketBatch_members[] = {
+    {"capacity", T_PYSSIZET, offsetof(PacketBatchObject, capacity), READONLY,
+     "Number of slots."},
+    {"slot_size", T_PYSSIZET, offsetof(PacketBatchObject, slot_size), READONLY,
+     "Largest packet a slot holds."},
+    {"headroom", T_PYSSIZET, offsetof(PacketBatchObject, headroom), READONLY,
+     "Free bytes before each packet."},
+    {"stride", T_PYSSIZET, offsetof(PacketBatchObject, stride), READONLY,
+     "Bytes from one slot to the next in the arena (headroom + slot_size)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef PacketBatch_getset[] = {
+    {"sizes", (getter)PacketBatch_get_sizes, NULL,
+     "Read-only memoryview (format 'I') of the len(batch) packet lengths.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef PacketBatch_methods[] = {
+    {"append", (PyCFunction)PacketBatch_append, METH_O, PacketBatch_append__doc__},
+    {"clear", (PyCFunction)PacketBatch_clear, METH_NOARGS, PacketBatch_clear__doc__},
+    {"slot", (PyCFunction)PacketBatch_slot, METH_O, PacketBatch_slot__doc__},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(PacketBatch__doc__,
+"PacketBatch(capacity=64, slot_size=2048, *, headroom=0)\n--\n\n"
+"A preallocated arena of capacity packet slots for read_batch()/write_batch().\n"
+"batch[i] is a zero-copy memoryview of packet i; it shows whatever the slot holds\n"
+"when read, so a later read_batch() changes it.");
+
+static PyType_Slot PacketBatch_slots[] = {
+    {Py_tp_new, PacketBatch_new},
+    {Py_tp_dealloc, PacketBatch_dealloc},
+    {Py_tp_repr, PacketBatch_repr},
+    {Py_tp_methods, PacketBatch_methods},
+    {Py_tp_members, PacketBatch_members},
+    {Py_tp_getset, PacketBatch_getset},
+    {Py_tp_doc, (void *)PacketBatch__doc__},
+    {Py_sq_length, PacketBatch_length},
+    {Py_sq_item, PacketBatch_item},
+#if PY_VERSION_HEX >= 0x03090000
+    {Py_bf_getbuffer, PacketBatch_getbuffer},
+#endif
+    {0, NULL},
+};
+
+PyType_Spec tt_batch_spec = {
+    .name = TT_MODULE_NAME ".PacketBatch",
+    .basicsize = sizeof(PacketBatchObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = PacketBatch_slots,
+};

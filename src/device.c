@@ -1,0 +1,391 @@
+/*
+ * device.c: the Device type: object lifetime (finalizer, dealloc), one-packet
+ * I/O (readinto/read/write), the fd and its modes, and the type's tables and spec.
+ * Opening is in open.c, interface control in control.c, batches in batch.c; every
+ * syscall goes through the engine (engine.c).
+ */
+#include "_tuntap.h"
+
+#include <string.h>
+
+static void
+Device_finalize(PyObject *op)
+{
+    DeviceObject *self = (DeviceObject *)op;
+    PyObject *error_type, *error_value, *error_traceback;
+
+    if (self->fd < 0) {
+        return;
+    }
+    PyErr_Fetch(&error_type, &error_value, &error_traceback);
+    if (PyErr_ResourceWarning(op, 1, "unclosed %R", op) < 0) {
+        /* Spurious errors can appear at shutdown */
+        if (PyErr_ExceptionMatches(PyExc_Warning)) {
+            PyErr_WriteUnraisable(op);
+        }
+    }
+    tt_shutdown(self, 0);
+    PyErr_Restore(error_type, error_value, error_traceback);
+}
+
+static void
+Device_dealloc(PyObject *op)
+{
+    DeviceObject *self = (DeviceObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+
+#ifdef Py_LIMITED_API
+    Device_finalize(op); /* never resurrects */
+#else
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return;
+    }
+#endif
+    if (self->fd >= 0) {
+        tt_shutdown(self, 0);
+    }
+    if (self->nl_lock != NULL) {
+        PyThread_free_lock(self->nl_lock);
+        self->nl_lock = NULL;
+    }
+    ((freefunc)PyType_GetSlot(tp, Py_tp_free))(op);
+    Py_DECREF(tp);
+}
+
+/* -- hot path ------------------------------------------------------------ */
+
+PyDoc_STRVAR(Device_readinto__doc__,
+"readinto($self, buffer, /)\n--\n\n"
+"Read one packet into a writable bytes-like object and return its length.\n\n"
+"Never allocates. A packet longer than the buffer is truncated by the kernel: the\n"
+"first len(buffer) bytes are copied, the rest of that packet is discarded and the\n"
+"return value is len(buffer). With packet info or a vnet header, a buffer shorter\n"
+"than that header is refused with ValueError (the kernel would drop the packet).\n"
+"Blocking mode waits (honouring the timeout: TimeoutError); non-blocking mode\n"
+"raises BlockingIOError when nothing is queued. If close() is called from another\n"
+"thread meanwhile, the wait ends at once with ValueError.");
+
+static int
+tt_get_write_buffer(PyObject *obj, Py_buffer *view, const char *fname)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError) ||
+            PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            tt_type_error(obj, "%s() argument must be read-write bytes-like object", fname);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+Device_readinto(DeviceObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    Py_ssize_t n;
+
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    if (tt_get_write_buffer(arg, &view, "readinto") < 0) {
+        return NULL;
+    }
+    if (view.len <= self->hdr_len) {
+        PyErr_Format(PyExc_ValueError,
+                     view.len == 0 ? "readinto() buffer is empty"
+                                   : "readinto() buffer must be longer than the %d-byte "
+                                     "packet header",
+                     self->hdr_len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    n = tt_io(self, 0, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+PyDoc_STRVAR(Device_read__doc__,
+"read($self, size=65536, /)\n--\n\n"
+"Read one packet and return it as bytes (at most size bytes; a longer packet is\n"
+"truncated by the kernel). Allocates one bytes object; readinto() does not.");
+
+static PyObject *
+Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size = 65536, n;
+    PyObject *buf;
+
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "read() takes at most 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    if (nargs == 1) {
+        if (!PyLong_Check(args[0])) {
+            tt_type_error(args[0], "read() size must be int");
+            return NULL;
+        }
+        size = PyLong_AsSsize_t(args[0]);
+        if (size == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    if (size <= self->hdr_len) {
+        PyErr_Format(PyExc_ValueError,
+                     size < 0 ? "read() size must be positive, not %zd"
+                              : "read() size %zd is too small (packet header: %d bytes)",
+                     size, self->hdr_len);
+        return NULL;
+    }
+    buf = PyBytes_FromStringAndSize(NULL, size);
+    if (buf == NULL) {
+        return NULL;
+    }
+    n = tt_io(self, 0, PyBytes_AS_STRING(buf), (size_t)size);
+    if (n < 0) {
+        Py_DECREF(buf);
+        return NULL;
+    }
+#ifdef Py_LIMITED_API
+    if (n != size) {
+        PyObject *shorter = PyBytes_FromStringAndSize(PyBytes_AS_STRING(buf), n);
+        Py_DECREF(buf);
+        buf = shorter;
+    }
+#else
+    if (n != size && _PyBytes_Resize(&buf, n) < 0) {
+        return NULL;
+    }
+#endif
+    return buf;
+}
+
+PyDoc_STRVAR(Device_write__doc__,
+"write($self, data, /)\n--\n\n"
+"Write one packet (a bytes-like object) and return the number of bytes written.\n"
+"The kernel checks little (TUN: only the IP version nibble; docs/kernel.md).\n"
+"Raises the kernel's OSError for a malformed packet (EINVAL) or while the\n"
+"interface is down (EIO).");
+
+static PyObject *
+Device_write(DeviceObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    Py_ssize_t n;
+
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
+        return NULL;
+    }
+    n = tt_io(self, 1, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+/* -- fd and modes --------------------------------------------------------- */
+
+PyDoc_STRVAR(Device_fileno__doc__,
+"fileno($self, /)\n--\n\n"
+"Return the device's file descriptor (non-blocking at the OS level).");
+
+static PyObject *
+Device_fileno(DeviceObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(self->fd);
+}
+
+PyDoc_STRVAR(Device_close__doc__,
+"close($self, /)\n--\n\n"
+"Close the device. Idempotent. Safe while other threads are blocked reading it:\n"
+"they are woken and raise ValueError, and the fd is closed only once no thread\n"
+"is inside a syscall on it. A non-persistent device disappears with its last fd.");
+
+static PyObject *
+Device_close(DeviceObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tt_shutdown(self, 0);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Device_detach__doc__,
+"detach($self, /)\n--\n\n"
+"Mark the device closed without closing its fd, and return the fd (it stays\n"
+"O_NONBLOCK).");
+
+static PyObject *
+Device_detach(DeviceObject *self, PyObject *Py_UNUSED(ignored))
+{
+    int fd = tt_shutdown(self, 1);
+    if (fd < 0) {
+        return tt_closed_error();
+    }
+    return PyLong_FromLong(fd);
+}
+
+PyDoc_STRVAR(Device_setblocking__doc__,
+"setblocking($self, flag, /)\n--\n\n"
+"Blocking (True: no timeout) or non-blocking (False) mode, as socket.setblocking.");
+
+static PyObject *
+Device_setblocking(DeviceObject *self, PyObject *arg)
+{
+    int flag = PyObject_IsTrue(arg);
+    if (flag < 0) {
+        return NULL;
+    }
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    self->timeout_ns = flag ? -1 : 0;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Device_getblocking__doc__,
+"getblocking($self, /)\n--\n\n"
+"True unless the device is in non-blocking mode (timeout 0.0).");
+
+static PyObject *
+Device_getblocking(DeviceObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(self->timeout_ns != 0);
+}
+
+PyDoc_STRVAR(Device_settimeout__doc__,
+"settimeout($self, value, /)\n--\n\n"
+"None: block forever; 0: non-blocking; a positive number of seconds: blocking\n"
+"reads and writes raise TimeoutError after that long.");
+
+static PyObject *
+Device_settimeout(DeviceObject *self, PyObject *arg)
+{
+    int64_t t;
+    if (tt_parse_timeout(arg, &t) < 0) {
+        return NULL;
+    }
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    self->timeout_ns = t;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Device_gettimeout__doc__,
+"gettimeout($self, /)\n--\n\n"
+"The timeout in seconds (float), or None when blocking without one.");
+
+static PyObject *
+Device_gettimeout(DeviceObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    if (self->timeout_ns < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyFloat_FromDouble((double)self->timeout_ns / 1e9);
+}
+
+/* -- properties and tables ------------------------------------------------ */
+
+static PyObject *
+Device_get_name(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(self->name);
+}
+
+static PyObject *
+Device_get_closed(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->fd < 0);
+}
+
+
+static PyMethodDef Device_methods[] = {
+    {"readinto", (PyCFunction)Device_readinto, METH_O, Device_readinto__doc__},
+    {"read", (PyCFunction)(void (*)(void))Device_read, METH_FASTCALL, Device_read__doc__},
+    {"write", (PyCFunction)Device_write, METH_O, Device_write__doc__},
+    {"read_batch", (PyCFunction)Device_read_batch, METH_O, Device_read_batch__doc__},
+    {"write_batch", (PyCFunction)Device_write_batch, METH_O, Device_write_batch__doc__},
+    {"fileno", (PyCFunction)Device_fileno, METH_NOARGS, Device_fileno__doc__},
+    {"close", (PyCFunction)Device_close, METH_NOARGS, Device_close__doc__},
+    {"detach", (PyCFunction)Device_detach, METH_NOARGS, Device_detach__doc__},
+    {"fromfd", (PyCFunction)Device_fromfd, METH_O | METH_CLASS, Device_fromfd__doc__},
+    {"setblocking", (PyCFunction)Device_setblocking, METH_O, Device_setblocking__doc__},
+    {"getblocking", (PyCFunction)Device_getblocking, METH_NOARGS, Device_getblocking__doc__},
+    {"settimeout", (PyCFunction)Device_settimeout, METH_O, Device_settimeout__doc__},
+    {"gettimeout", (PyCFunction)Device_gettimeout, METH_NOARGS, Device_gettimeout__doc__},
+    {"up", (PyCFunction)Device_up, METH_NOARGS, Device_up__doc__},
+    {"down", (PyCFunction)Device_down, METH_NOARGS, Device_down__doc__},
+    {"persist", (PyCFunction)(void (*)(void))Device_persist, METH_FASTCALL,
+     Device_persist__doc__},
+    {"set_owner", (PyCFunction)Device_set_owner, METH_O, Device_set_owner__doc__},
+    {"set_group", (PyCFunction)Device_set_group, METH_O, Device_set_group__doc__},
+    {"attach_queue", (PyCFunction)Device_attach_queue, METH_NOARGS,
+     Device_attach_queue__doc__},
+    {"detach_queue", (PyCFunction)Device_detach_queue, METH_NOARGS,
+     Device_detach_queue__doc__},
+    {"set_offload", (PyCFunction)Device_set_offload, METH_O, Device_set_offload__doc__},
+    {"_address", (PyCFunction)Device__address, METH_VARARGS, Device__address__doc__},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Device_getset[] = {
+    {"name", (getter)Device_get_name, NULL, "The interface name the kernel granted.", NULL},
+    {"closed", (getter)Device_get_closed, NULL, "True once closed or detached.", NULL},
+    {"flags", (getter)Device_get_flags, NULL,
+     "The device's flags as they really are (TUNGETIFF plus rtnetlink for NO_PI).", NULL},
+    {"ifindex", (getter)Device_get_ifindex, NULL, "The interface index.", NULL},
+    {"is_up", (getter)Device_get_is_up, NULL, "True when IFF_UP is set.", NULL},
+    {"mtu", (getter)Device_get_ifint, (setter)Device_set_ifint, "The interface MTU.",
+     (void *)&tt_ifint_mtu},
+    {"txqueuelen", (getter)Device_get_ifint, (setter)Device_set_ifint,
+     "Packets the kernel queues for a reader before it drops them.",
+     (void *)&tt_ifint_txqueuelen},
+    {"hwaddr", (getter)Device_get_hwaddr, (setter)Device_set_hwaddr,
+     "The MAC address 'aa:bb:cc:dd:ee:ff' (TAP only; ValueError on TUN).", NULL},
+    {"vnet_hdr_size", (getter)Device_get_vnet_hdr_size, (setter)Device_set_vnet_hdr_size,
+     "Size of the virtio-net header on VNET_HDR devices (10 or 12).", NULL},
+    {"header_size", (getter)Device_get_header_size, NULL,
+     "Bytes in front of every packet read or written: packet info (4) plus the vnet "
+     "header.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Device__doc__,
+"Device(name='', flags=4097, *, blocking=True, netns=None, path='/dev/net/tun')\n"
+"--\n\n"
+"A TUN/TAP device: opens path, attaches or creates the interface with TUNSETIFF.\n"
+"flags defaults to IFF_TUN | IFF_NO_PI (4097).");
+
+static PyType_Slot Device_slots[] = {
+    {Py_tp_new, Device_new},
+    {Py_tp_finalize, Device_finalize},
+    {Py_tp_dealloc, Device_dealloc},
+    {Py_tp_methods, Device_methods},
+    {Py_tp_getset, Device_getset},
+    {Py_tp_doc, (void *)Device__doc__},
+    {0, NULL},
+};
+
+PyType_Spec tt_device_spec = {
+    .name = TT_MODULE_NAME ".Device",
+    .basicsize = sizeof(DeviceObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = Device_slots,
+};

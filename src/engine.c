@@ -1,0 +1,316 @@
+/*
+ * engine.c: the one I/O engine (in the shape of CPython's socketmodule.c
+ * sock_call_ex). Every syscall on a device's fds goes through tt_call(); it alone
+ * owns the busy count, the GIL release, the EINTR/signal policy (PEP 475), the
+ * deadline and the poll()/eventfd wait. tt_shutdown() is the other half of the
+ * busy-count protocol (docs/design.md):
+ *
+ * - The device fd is always O_NONBLOCK. Blocking mode is emulated: try the
+ *   syscall, and on EAGAIN poll() the fd together with an eventfd that close()
+ *   signals. The kernel does not wake a reader blocked in read() when another
+ *   thread closes the fd (drivers/net/tun.c: tun_do_read holds a file reference),
+ *   so nothing here ever blocks in read().
+ * - `busy` counts threads between "saw the device open" (GIL held) and "left the
+ *   syscall" (before taking the GIL back). tt_shutdown() marks the device closed,
+ *   signals the eventfd and waits for busy == 0 before it closes any fd, so an fd
+ *   number is never closed, and reused, under a thread still inside a syscall.
+ */
+#include "_tuntap.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+
+/* Outcomes of one nogil attempt besides a result >= 0. */
+enum { TT_ERR = -1, TT_CLOSED = -2, TT_PERR = -3, TT_TIMEOUT = -4, TT_READY = 1 };
+
+/* A detached queue (TUNSETQUEUE IFF_DETACH_QUEUE) polls POLLERR yet reads EAGAIN
+ * (drivers/net/tun.c: tun_chr_poll finds no tun): a wait there watches only the
+ * eventfd and looks at the device again this often. */
+#define TT_DETACHED_RECHECK_MS 50
+
+/* The eventfd is made on the first blocking wait, with the GIL held, so devices
+ * used only in non-blocking mode never pay for it. */
+static int
+tt_ensure_wakefd(DeviceObject *self)
+{
+    if (self->wakefd >= 0) {
+        return 0;
+    }
+    self->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (self->wakefd < 0) {
+        tt_oserror(errno, "eventfd()", self->name, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* No GIL. Wait until `fd` is ready for `events`, close() signals `wakefd`, or
+ * `deadline` (monotonic ns, 0 = none) passes. With fd < 0 only wakefd is watched,
+ * for at most `cap_ms`. */
+static int
+tt_poll(int fd, int wakefd, short events, int64_t deadline, int cap_ms)
+{
+    struct pollfd p[2] = {{fd, events, 0}, {wakefd, POLLIN, 0}};
+    int ms = -1, r;
+
+    if (deadline > 0) {
+        int64_t left = deadline - tt_monotonic_ns();
+        if (left <= 0) {
+            return TT_TIMEOUT;
+        }
+        ms = (int)((left + 999999) / 1000000);
+    }
+    if (cap_ms >= 0 && (ms < 0 || ms > cap_ms)) {
+        ms = cap_ms;
+    }
+    r = poll(p, 2, ms);
+    if (r < 0) {
+        return TT_ERR;
+    }
+    if (p[1].revents) {
+        return TT_CLOSED;
+    }
+    if (r == 0) {
+        if (deadline > 0 && tt_monotonic_ns() >= deadline) {
+            return TT_TIMEOUT;
+        }
+        return TT_READY; /* the cap expired: look again */
+    }
+    if ((p[0].revents & events) == 0) {
+        return TT_PERR; /* POLLERR/POLLHUP only */
+    }
+    return TT_READY;
+}
+
+/* No GIL. Call impl until it is done, fails, or (blocking mode) a wait ends
+ * otherwise than "ready". errno is the failing call's for TT_ERR. */
+static ssize_t
+tt_attempt(tt_op *op, int wakefd, int64_t timeout_ns, int64_t deadline)
+{
+    int quiet = 0;
+    for (;;) {
+        ssize_t n = op->impl(op);
+        int r;
+        if (n >= 0) {
+            return n;
+        }
+        if (errno != EAGAIN || timeout_ns == 0 || op->events == 0) {
+            return TT_ERR;
+        }
+        r = tt_poll(quiet ? -1 : op->fd, wakefd, op->events, deadline,
+                    quiet ? TT_DETACHED_RECHECK_MS : -1);
+        quiet = r == TT_PERR;
+        if (r != TT_READY && r != TT_PERR) {
+            return r;
+        }
+    }
+}
+
+/* GIL held. Turn a failed attempt into the exception the API documents. */
+static void
+tt_raise(DeviceObject *self, const tt_op *op, ssize_t r, int err)
+{
+    const char *call = op->syscall;
+    if (r == TT_CLOSED) {
+        tt_closed_error();
+    }
+    else if (r == TT_TIMEOUT) {
+        PyErr_Format(PyExc_TimeoutError, "%s on '%s' timed out", call, self->name);
+    }
+    else if (err == EAGAIN && op->events != 0) {
+        /* OSError(EAGAIN, ...) is BlockingIOError */
+        tt_oserror(EAGAIN, call, self->name, " (nothing queued, non-blocking mode)");
+    }
+    else if (err == EFAULT || err == EBADFD) {
+        /* drivers/net/tun.c: tun_detach on unregister wakes readers with EFAULT; the
+         * file is then unattached and read/write/ioctl give EBADFD. */
+        tt_oserror(err, call, self->name, " (the interface was deleted)");
+    }
+    else if (err == EIO && op->events == POLLOUT) {
+        tt_oserror(err, call, self->name, " (the interface is down)");
+    }
+    else {
+        tt_oserror(err, call, self->name, NULL);
+    }
+}
+
+/* No device yet: release the GIL around impl, retry EINTR. */
+static Py_ssize_t
+tt_call_nodev(tt_op *op)
+{
+    for (;;) {
+        ssize_t n;
+        int err;
+        Py_BEGIN_ALLOW_THREADS
+        n = op->impl(op);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            return n;
+        }
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                return -1; /* op->err stays 0: the handler's exception is set */
+            }
+            continue;
+        }
+        op->err = err;
+        return -1;
+    }
+}
+
+Py_ssize_t
+tt_call(DeviceObject *self, tt_op *op)
+{
+    int64_t deadline;
+
+    if (self == NULL) {
+        return tt_call_nodev(op);
+    }
+    deadline = op->events && self->timeout_ns > 0 ? tt_monotonic_ns() + self->timeout_ns : 0;
+    for (;;) {
+        ssize_t r;
+        int err, wakefd;
+        int64_t timeout_ns = self->timeout_ns; /* a signal handler may change it */
+        if (self->fd < 0) {
+            if (op->progress > 0) {
+                return op->progress;
+            }
+            tt_closed_error();
+            return -1;
+        }
+        if (op->events && timeout_ns != 0 && tt_ensure_wakefd(self) < 0) {
+            return -1;
+        }
+        wakefd = self->wakefd;
+        op->fd = (op->flags & TT_OP_CTL) ? self->ctlfd : self->fd;
+        __atomic_fetch_add(&self->busy, 1, __ATOMIC_ACQ_REL);
+        Py_BEGIN_ALLOW_THREADS
+        r = tt_attempt(op, wakefd, timeout_ns, deadline);
+        err = errno;
+        __atomic_fetch_sub(&self->busy, 1, __ATOMIC_RELEASE);
+        Py_END_ALLOW_THREADS
+        if (r >= 0) {
+            return r;
+        }
+        if (r == TT_ERR && err == EINTR) {
+            /* PEP 475: run the handlers (which may close the device), then retry. */
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
+            continue;
+        }
+        if (op->progress > 0) {
+            return op->progress; /* like send(): report what was done */
+        }
+        if (r == TT_ERR && (op->flags & TT_OP_RAW)) {
+            op->err = err;
+            return -1;
+        }
+        tt_raise(self, op, r, err);
+        return -1;
+    }
+}
+
+int
+tt_shutdown(DeviceObject *self, int keep_fd)
+{
+    int fd = self->fd, wakefd = self->wakefd, ctlfd = self->ctlfd;
+
+    if (fd < 0) {
+        return -1;
+    }
+    self->fd = -1;
+    self->wakefd = -1;
+    self->ctlfd = -1;
+    Py_BEGIN_ALLOW_THREADS
+    if (__atomic_load_n(&self->busy, __ATOMIC_ACQUIRE) > 0) {
+        /* Wake threads waiting in poll(); every wait watches wakefd and every fd is
+         * non-blocking, so they leave their syscall within microseconds. */
+        uint64_t one = 1;
+        if (wakefd >= 0) {
+            (void)!write(wakefd, &one, sizeof(one));
+        }
+        while (__atomic_load_n(&self->busy, __ATOMIC_ACQUIRE) > 0) {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    /* Never retry close(): the fd is gone even when it reports EINTR. */
+    if (!keep_fd) {
+        close(fd);
+    }
+    if (wakefd >= 0) {
+        close(wakefd);
+    }
+    if (ctlfd >= 0) {
+        close(ctlfd);
+    }
+    Py_END_ALLOW_THREADS
+    return fd;
+}
+
+/* -- the small operations every unit uses --------------------------------- */
+
+typedef struct {
+    unsigned long req;
+    void *arg;
+} tt_ioctl_ctx;
+
+static ssize_t
+tt_ioctl_impl(tt_op *op)
+{
+    tt_ioctl_ctx *c = op->ctx;
+    return ioctl(op->fd, c->req, c->arg);
+}
+
+int
+tt_ioctl(DeviceObject *self, int on_ctl, unsigned long req, void *arg, const char *what)
+{
+    tt_ioctl_ctx c = {req, arg};
+    tt_op op = {.impl = tt_ioctl_impl, .syscall = what, .flags = on_ctl ? TT_OP_CTL : 0,
+                .ctx = &c};
+    return (int)tt_call(self, &op);
+}
+
+int
+tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const char *what)
+{
+    snprintf(ifr->ifr_name, IFNAMSIZ, "%s", self->name);
+    return tt_ioctl(self, 1, req, ifr, what);
+}
+
+typedef struct {
+    void *buf;
+    size_t len;
+} tt_rw_ctx;
+
+static ssize_t
+tt_read_impl(tt_op *op)
+{
+    tt_rw_ctx *c = op->ctx;
+    return read(op->fd, c->buf, c->len);
+}
+
+static ssize_t
+tt_write_impl(tt_op *op)
+{
+    tt_rw_ctx *c = op->ctx;
+    return write(op->fd, c->buf, c->len);
+}
+
+Py_ssize_t
+tt_io(DeviceObject *self, int is_write, void *buf, size_t len)
+{
+    tt_rw_ctx c = {buf, len};
+    tt_op op = {.impl = is_write ? tt_write_impl : tt_read_impl,
+                .syscall = is_write ? "write()" : "read()",
+                .events = is_write ? POLLOUT : POLLIN, .ctx = &c};
+    return tt_call(self, &op);
+}
