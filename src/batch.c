@@ -135,7 +135,8 @@ TT_DOC(Device_write_batch__doc__,
 "Write a PacketBatch (its len(batch) packets) or a sequence of bytes-like objects,\n"
 "one packet each, and return how many were written. If the first write fails it\n"
 "raises; if a later one fails it returns the count written so far (like send()).\n"
-"The GIL is released once per PacketBatch, or once per 64 packets of a sequence.");
+"The GIL is released once per PacketBatch, or once per 64 packets of a sequence;\n"
+"a list is written as it was when the call began, whatever other threads do to it.");
 
 PyObject *
 Device_write_batch(DeviceObject *self, PyObject *arg)
@@ -161,8 +162,17 @@ Device_write_batch(DeviceObject *self, PyObject *arg)
                            "(use write() for one packet)");
         return NULL;
     }
-    seq = PySequence_Fast(arg, "write_batch() argument must be a PacketBatch or a "
-                               "sequence of bytes-like objects");
+    /* The GIL is released between chunks, so another thread may change the list
+     * meanwhile: write a snapshot (one tuple per call, the items' references held by
+     * it), never the list itself. PySequence_Fast returns an exact list as it is and
+     * copies any other sequence into a private list; tuples are immutable. */
+    if (PyList_CheckExact(arg)) {
+        seq = PyList_AsTuple(arg);
+    }
+    else {
+        seq = PySequence_Fast(arg, "write_batch() argument must be a PacketBatch or a "
+                                   "sequence of bytes-like objects");
+    }
     if (seq == NULL) {
         return NULL;
     }
