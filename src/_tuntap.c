@@ -56,8 +56,37 @@ static PyMethodDef tt_functions[] = {
     {"_check_name", (PyCFunction)tt_check_name, METH_O, tt_check_name__doc__},
     {"features", (PyCFunction)(void (*)(void))tt_features, METH_FASTCALL, tt_features__doc__},
     {"_list_links", (PyCFunction)tt_list_links, METH_NOARGS, tt_list_links__doc__},
+    {"_after_fork_child", (PyCFunction)tt_after_fork_child, METH_NOARGS,
+     tt_after_fork_child__doc__},
     {NULL, NULL, 0, NULL},
 };
+
+/* os.register_at_fork(after_in_child=_after_fork_child): the child of os.fork()
+ * must not share the engine's wake-up state with its parent (engine.c). */
+static int
+tt_register_at_fork(PyObject *m)
+{
+    PyObject *os = PyImport_ImportModule("os"), *reg = NULL, *cb = NULL, *args = NULL;
+    PyObject *kw = NULL, *r = NULL;
+    if (os == NULL || (reg = PyObject_GetAttrString(os, "register_at_fork")) == NULL ||
+        (cb = PyObject_GetAttrString(m, "_after_fork_child")) == NULL ||
+        (args = PyTuple_New(0)) == NULL || (kw = PyDict_New()) == NULL ||
+        PyDict_SetItemString(kw, "after_in_child", cb) < 0) {
+        goto done;
+    }
+    r = PyObject_Call(reg, args, kw);
+done:
+    Py_XDECREF(os);
+    Py_XDECREF(reg);
+    Py_XDECREF(cb);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
 
 static int
 tt_exec(PyObject *m)
@@ -86,6 +115,9 @@ tt_exec(PyObject *m)
         st->PacketBatchType->tp_as_buffer = &procs;
     }
 #endif
+    if (tt_register_at_fork(m) < 0) {
+        return -1;
+    }
     ADD_INT(IFF_TUN);
     ADD_INT(IFF_TAP);
     ADD_INT(IFF_NO_PI);

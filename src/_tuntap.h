@@ -99,7 +99,7 @@ tt_state *tt_find_state(PyTypeObject *type);
 /* Objects                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef struct {
+typedef struct tt_device {
     PyObject_HEAD
     int fd;             /* the /dev/net/tun fd, always O_NONBLOCK; -1 once closed */
     int wakefd;         /* eventfd that close() signals; -1 until a blocking wait */
@@ -111,6 +111,11 @@ typedef struct {
     PyThread_type_lock nl_lock; /* serializes netlink requests on ctlfd */
     PyTypeObject *batch_type;   /* borrowed: the module (via our type) outlives us */
     char name[IFNAMSIZ];
+    /* engine.c: every live device is on one list (GIL held) so that a forked child
+     * can drop the state it must not share with the parent (tt_after_fork_child);
+     * `closing` holds the fds tt_shutdown() is about to close, for the same. */
+    struct tt_device *prev, *next;
+    int closing[3];
 } DeviceObject;
 
 /* What the next buffer export of a PacketBatch covers (set just around
@@ -229,6 +234,21 @@ Py_ssize_t tt_call(DeviceObject *self, tt_op *op);
  * owns except, when `keep_fd`, the device fd. Returns the device fd it had, or
  * -1 if it was already closed. Never retries close(). */
 int tt_shutdown(DeviceObject *self, int keep_fd);
+
+/* GIL held. Put a new device on the engine's list of live devices / take it off
+ * (tt_device_alloc and dealloc do). */
+void tt_device_link(DeviceObject *self);
+void tt_device_unlink(DeviceObject *self);
+
+/* GIL held; registered with os.register_at_fork(after_in_child=...) by the
+ * module's exec. In the child of a fork, for every live device: the busy count
+ * of threads that do not exist here is dropped (their netlink lock renewed), the
+ * parent's close eventfd is let go (a new one is made on the next blocking wait,
+ * so the child's close() never wakes the parent's readers), fds a parent thread
+ * was closing are closed, and the control socket is replaced by one of the
+ * child's own in the same namespace (netlink replies must not be shared). */
+PyObject *tt_after_fork_child(PyObject *module, PyObject *unused);
+extern const char tt_after_fork_child__doc__[];
 
 /* GIL held. ioctl(fd or control socket, req, arg) through the engine; `arg` is a
  * pointer or a value as the request wants. Returns >= 0 or -1 with an OSError

@@ -44,6 +44,7 @@ Device_dealloc(PyObject *op)
     if (self->fd >= 0) {
         tt_shutdown(self, 0);
     }
+    tt_device_unlink(self);
     if (self->nl_lock != NULL) {
         PyThread_free_lock(self->nl_lock);
         self->nl_lock = NULL;

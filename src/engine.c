@@ -23,8 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sched.h>
+
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
+#include <linux/sockios.h>
 
 /* Outcomes of one nogil attempt besides a result >= 0. */
 enum { TT_ERR = -1, TT_CLOSED = -2, TT_PERR = -3, TT_TIMEOUT = -4, TT_READY = 1 };
@@ -52,9 +58,11 @@ tt_ensure_wakefd(DeviceObject *self)
 
 /* No GIL. Wait until `fd` is ready for `events`, close() signals `wakefd`, or
  * `deadline` (monotonic ns, 0 = none) passes. With fd < 0 only wakefd is watched,
- * for at most `cap_ms`. */
+ * for at most `cap_ms`. A signal on wakefd counts only once the device is marked
+ * closed (*open_fd < 0): any other one (say a child process that shares the
+ * eventfd through a fork behind Python's back) is drained and ignored. */
 static int
-tt_poll(int fd, int wakefd, short events, int64_t deadline, int cap_ms)
+tt_poll(int fd, int wakefd, short events, int64_t deadline, int cap_ms, const int *open_fd)
 {
     struct pollfd p[2] = {{fd, events, 0}, {wakefd, POLLIN, 0}};
     int ms = -1, r;
@@ -74,7 +82,14 @@ tt_poll(int fd, int wakefd, short events, int64_t deadline, int cap_ms)
         return TT_ERR;
     }
     if (p[1].revents) {
-        return TT_CLOSED;
+        uint64_t count;
+        if (__atomic_load_n(open_fd, __ATOMIC_ACQUIRE) < 0) {
+            return TT_CLOSED;
+        }
+        /* Not ours. Draining may eat a close() that lands right now: tt_shutdown()
+         * signals again until every thread has left, so nobody sleeps through it. */
+        (void)!read(wakefd, &count, sizeof(count));
+        return TT_READY;
     }
     if (r == 0) {
         if (deadline > 0 && tt_monotonic_ns() >= deadline) {
@@ -91,7 +106,7 @@ tt_poll(int fd, int wakefd, short events, int64_t deadline, int cap_ms)
 /* No GIL. Call impl until it is done, fails, or (blocking mode) a wait ends
  * otherwise than "ready". errno is the failing call's for TT_ERR. */
 static ssize_t
-tt_attempt(tt_op *op, int wakefd, int64_t timeout_ns, int64_t deadline)
+tt_attempt(tt_op *op, int wakefd, int64_t timeout_ns, int64_t deadline, const int *open_fd)
 {
     int quiet = 0;
     for (;;) {
@@ -103,8 +118,11 @@ tt_attempt(tt_op *op, int wakefd, int64_t timeout_ns, int64_t deadline)
         if (errno != EAGAIN || timeout_ns == 0 || op->events == 0) {
             return TT_ERR;
         }
+        if (__atomic_load_n(open_fd, __ATOMIC_ACQUIRE) < 0) {
+            return TT_CLOSED;
+        }
         r = tt_poll(quiet ? -1 : op->fd, wakefd, op->events, deadline,
-                    quiet ? TT_DETACHED_RECHECK_MS : -1);
+                    quiet ? TT_DETACHED_RECHECK_MS : -1, open_fd);
         quiet = r == TT_PERR;
         if (r != TT_READY && r != TT_PERR) {
             return r;
@@ -192,7 +210,7 @@ tt_call(DeviceObject *self, tt_op *op)
         op->fd = (op->flags & TT_OP_CTL) ? self->ctlfd : self->fd;
         __atomic_fetch_add(&self->busy, 1, __ATOMIC_ACQ_REL);
         Py_BEGIN_ALLOW_THREADS
-        r = tt_attempt(op, wakefd, timeout_ns, deadline);
+        r = tt_attempt(op, wakefd, timeout_ns, deadline, &self->fd);
         err = errno;
         __atomic_fetch_sub(&self->busy, 1, __ATOMIC_RELEASE);
         Py_END_ALLOW_THREADS
@@ -226,34 +244,149 @@ tt_shutdown(DeviceObject *self, int keep_fd)
     if (fd < 0) {
         return -1;
     }
-    self->fd = -1;
+    /* A child forked while this thread waits below closes these itself. */
+    self->closing[0] = keep_fd ? -1 : fd;
+    self->closing[1] = wakefd;
+    self->closing[2] = ctlfd;
+    __atomic_store_n(&self->fd, -1, __ATOMIC_RELEASE);
     self->wakefd = -1;
     self->ctlfd = -1;
     Py_BEGIN_ALLOW_THREADS
     if (__atomic_load_n(&self->busy, __ATOMIC_ACQUIRE) > 0) {
         /* Wake threads waiting in poll(); every wait watches wakefd and every fd is
-         * non-blocking, so they leave their syscall within microseconds. */
+         * non-blocking, so they leave their syscall within microseconds. Signal
+         * again every millisecond: a waiter that drained a foreign signal
+         * (tt_poll) may have eaten this one. */
         uint64_t one = 1;
-        if (wakefd >= 0) {
-            (void)!write(wakefd, &one, sizeof(one));
-        }
+        unsigned spins = 0;
         while (__atomic_load_n(&self->busy, __ATOMIC_ACQUIRE) > 0) {
             struct timespec ts = {0, 20000};
+            if (wakefd >= 0 && spins++ % 50 == 0) {
+                (void)!write(wakefd, &one, sizeof(one));
+            }
             nanosleep(&ts, NULL);
         }
     }
-    /* Never retry close(): the fd is gone even when it reports EINTR. */
-    if (!keep_fd) {
-        close(fd);
-    }
-    if (wakefd >= 0) {
-        close(wakefd);
-    }
-    if (ctlfd >= 0) {
-        close(ctlfd);
+    /* Never retry close(): the fd is gone even when it reports EINTR. Each entry
+     * of `closing` is cleared before its close(), so a child forked meanwhile may
+     * keep a copy open but never closes a number the parent already reused. */
+    for (int i = 0; i < 3; i++) {
+        int victim = self->closing[i];
+        __atomic_store_n(&self->closing[i], -1, __ATOMIC_RELEASE);
+        if (victim >= 0) {
+            close(victim);
+        }
     }
     Py_END_ALLOW_THREADS
     return fd;
+}
+
+/* -- fork ------------------------------------------------------------------ */
+
+/* The live devices, for the child of a fork. Changed only with the GIL held, and
+ * os.fork() forks with the GIL held, so the child sees a consistent list. */
+static DeviceObject *tt_devices;
+
+void
+tt_device_link(DeviceObject *self)
+{
+    self->closing[0] = self->closing[1] = self->closing[2] = -1;
+    self->prev = NULL;
+    self->next = tt_devices;
+    if (tt_devices != NULL) {
+        tt_devices->prev = self;
+    }
+    tt_devices = self;
+}
+
+void
+tt_device_unlink(DeviceObject *self)
+{
+    if (self->prev != NULL) {
+        self->prev->next = self->next;
+    }
+    else if (tt_devices == self) {
+        tt_devices = self->next;
+    }
+    if (self->next != NULL) {
+        self->next->prev = self->prev;
+    }
+    self->prev = self->next = NULL;
+}
+
+/* A NETLINK_ROUTE socket of this process in the namespace of `ctlfd` (SIOCGSKNS
+ * needs CAP_NET_ADMIN there, like TUNGETDEVNETNS), moved onto ctlfd's number.
+ * Returns 0, or -1 when it cannot (ctlfd is then left shared with the parent). */
+static int
+tt_renew_ctlfd(int ctlfd)
+{
+    int nsfd = ioctl(ctlfd, SIOCGSKNS), saved, fresh, r = -1;
+    if (nsfd < 0) {
+        return -1;
+    }
+    saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (saved >= 0 && setns(nsfd, CLONE_NEWNET) == 0) {
+        fresh = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        if (setns(saved, CLONE_NEWNET) < 0) {
+            /* cannot get back: stay correct rather than in the wrong namespace */
+            abort();
+        }
+        if (fresh >= 0) {
+            r = dup3(fresh, ctlfd, O_CLOEXEC) < 0 ? -1 : 0;
+            close(fresh);
+        }
+    }
+    if (saved >= 0) {
+        close(saved);
+    }
+    close(nsfd);
+    return r;
+}
+
+TT_DOC(tt_after_fork_child__doc__,
+"_after_fork_child($module, /)\n--\n\n"
+"Called in the child of os.fork() (os.register_at_fork): make every open device\n"
+"the child's own (no inherited busy count, wake-up eventfd or netlink socket).");
+
+PyObject *
+tt_after_fork_child(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    /* One pass per process, however many module instances registered this. */
+    static pid_t done_in;
+    pid_t me = getpid();
+    DeviceObject *d;
+    int i;
+
+    if (done_in == me) {
+        Py_RETURN_NONE;
+    }
+    done_in = me;
+    /* Only this thread exists now: raw syscalls, no engine, nothing can race. */
+    for (d = tt_devices; d != NULL; d = d->next) {
+        if (__atomic_load_n(&d->busy, __ATOMIC_ACQUIRE) > 0) {
+            /* Threads of the parent were inside a syscall (maybe holding nl_lock).
+             * The old lock is leaked, never freed: it may be held forever. */
+            PyThread_type_lock lock = PyThread_allocate_lock();
+            if (lock != NULL) {
+                d->nl_lock = lock;
+            }
+            __atomic_store_n(&d->busy, 0, __ATOMIC_RELEASE);
+        }
+        for (i = 0; i < 3; i++) {
+            if (d->closing[i] >= 0) {
+                close(d->closing[i]);
+                d->closing[i] = -1;
+            }
+        }
+        if (d->wakefd >= 0) {
+            close(d->wakefd);
+            d->wakefd = -1;
+        }
+        if (d->ctlfd >= 0) {
+            (void)tt_renew_ctlfd(d->ctlfd);
+        }
+    }
+    Py_RETURN_NONE;
 }
 
 /* -- the small operations every unit uses --------------------------------- */

@@ -36,13 +36,13 @@ tt_device_alloc(PyTypeObject *type)
     if (self == NULL) {
         return NULL;
     }
+    self->fd = self->wakefd = self->ctlfd = -1; /* before any DECREF: nothing to close */
     tt_state *st = tt_find_state(type);
     if (st == NULL) {
         Py_DECREF(self);
         return NULL;
     }
     self->batch_type = st->PacketBatchType;
-    self->fd = self->wakefd = self->ctlfd = -1;
     self->req_flags = -1;
     self->timeout_ns = -1;
     self->nl_lock = PyThread_allocate_lock();
@@ -51,6 +51,7 @@ tt_device_alloc(PyTypeObject *type)
         PyErr_NoMemory();
         return NULL;
     }
+    tt_device_link(self);
     return self;
 }
 

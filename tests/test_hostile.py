@@ -56,3 +56,108 @@ def test_write_batch_of_a_list_another_thread_shrinks_does_not_crash() -> None:
         print(calls)
     """, unique_name(), net.cidr)
     assert int(r.stdout) > 10
+
+
+# -- os.fork() while a thread is blocked reading -----------------------------------------
+
+FORK_WITH_BLOCKED_READER = """
+    import os, signal, socket, sys, threading, time, tuntap
+    d = tuntap.Device(sys.argv[1])
+    d.add_address(sys.argv[2]); d.up()
+    remote = sys.argv[3]
+    d.settimeout(10)
+    got = []
+    def reader():
+        buf = bytearray(2048)
+        try:
+            got.append(d.readinto(buf))
+        except BaseException as e:
+            got.append(e)
+    def sockets():
+        out = set()
+        for f in os.listdir("/proc/self/fd"):
+            try:
+                link = os.readlink(f"/proc/self/fd/{f}")
+            except FileNotFoundError:
+                continue
+            if link.startswith("socket:"):
+                out.add(link)
+        return out
+    t = threading.Thread(target=reader); t.start()
+    time.sleep(0.2)                      # the reader is waiting in poll()
+    parents = sockets()                  # the device's netlink control socket
+    assert len(parents) == 1, parents
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(5)                  # a hang is a failure, not a stuck test
+        # the child got a control socket of its own (netlink replies are not shared)
+        assert len(sockets()) == 1 and not sockets() & parents, (sockets(), parents)
+        assert d.flags & tuntap.Flags.TUN
+        t0 = time.monotonic()
+        d.close()                        # used to wait for the parent's reader forever
+        c = tuntap.Device(sys.argv[1][:13] + "c")  # the child makes its own, too
+        c.close()
+        os._exit(0 if time.monotonic() - t0 < 1 else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    time.sleep(0.2)
+    # the parent's reader was not woken by the child's close ...
+    assert t.is_alive() and not got, got
+    assert not d.closed
+    # ... and still reads the next packet
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"after the fork", (remote, 9))
+    t.join(5)
+    assert got and isinstance(got[0], int), got
+    # later blocking reads wait again (they used to fail at once with ValueError)
+    d.settimeout(0.2)
+    t0 = time.monotonic()
+    try:
+        d.read()
+    except TimeoutError:
+        pass
+    assert time.monotonic() - t0 >= 0.15
+    d.close()
+    print("ok")
+"""
+
+
+def test_fork_with_a_reader_blocked_child_close_returns_and_parent_keeps_reading() -> None:
+    net = unique_net()
+    r = run_child(FORK_WITH_BLOCKED_READER, unique_name(), net.cidr, net.remote)
+    assert r.stdout.strip() == "ok"
+
+
+def test_a_foreign_signal_on_the_wakeup_eventfd_is_ignored_by_an_open_device() -> None:
+    """Whoever else writes to the device's eventfd (a child forked behind Python's back
+    shares it) does not make a blocked read report a close that did not happen."""
+    net = unique_net()
+    r = run_child("""
+        import os, socket, struct, sys, threading, time, tuntap
+        d = tuntap.Device(sys.argv[1])
+        d.add_address(sys.argv[2]); d.up()
+        d.settimeout(10)
+        got = []
+        t = threading.Thread(target=lambda: got.append(d.read()))
+        t.start()
+        time.sleep(0.2)
+        def link(f):
+            try:
+                return os.readlink(f"/proc/self/fd/{f}")
+            except FileNotFoundError:      # the fd of listdir itself
+                return ""
+        # the device's eventfd is the fd whose link says anon_inode:[eventfd]
+        efd = [int(f) for f in os.listdir("/proc/self/fd")
+               if link(f) == "anon_inode:[eventfd]"]
+        assert len(efd) == 1, efd
+        os.write(efd[0], struct.pack("=Q", 1))
+        time.sleep(0.2)
+        assert t.is_alive() and not got, got
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x", (sys.argv[3], 9))
+        t.join(5)
+        assert got and isinstance(got[0], bytes)
+        d.close()
+        print("ok")
+    """, unique_name(), net.cidr, net.remote)
+    assert r.stdout.strip() == "ok"
