@@ -70,6 +70,14 @@ Py_NewRef(PyObject *o)
 #define TT_SEQ_ITEM(seq, i) PySequence_Fast_GET_ITEM((seq), (i))
 #endif
 
+/* vnet_hdr_size values tuntap takes: 10 (struct virtio_net_hdr) and 12
+ * (virtio_net_hdr_mrg_rxbuf, virtio 1.0) are the headers packets carry; the kernel
+ * takes any int >= 10 and skips what is past its header as padding (drivers/net/
+ * tun.c: TUNSETVNETHDRSZ, tun_put_user), e.g. 20 and 24 for the hash and tunnel
+ * headers of newer virtio. Up to 256 here, so header sizes never overflow an int. */
+#define TT_VNET_HDR_MIN 10
+#define TT_VNET_HDR_MAX 256
+
 #define TT_MODULE_NAME "tuntap._tuntap"
 #define TT_DEFAULT_PATH "/dev/net/tun"
 

@@ -123,6 +123,13 @@ tt_update_hdr_len(DeviceObject *self, int flags)
         if (tt_ioctl(self, 0, TUNGETVNETHDRSZ, &sz, "ioctl(TUNGETVNETHDRSZ)") < 0) {
             return -1;
         }
+        if (sz < TT_VNET_HDR_MIN || sz > TT_VNET_HDR_MAX) {
+            /* set by another program: the kernel takes any int >= 10 */
+            PyErr_Format(PyExc_ValueError,
+                         "'%s' has a %d-byte vnet header; tuntap handles %d to %d",
+                         self->name, sz, TT_VNET_HDR_MIN, TT_VNET_HDR_MAX);
+            return -1;
+        }
         len += sz;
     }
     self->hdr_len = len;
@@ -574,6 +581,12 @@ Device_set_vnet_hdr_size(DeviceObject *self, PyObject *value, void *Py_UNUSED(cl
     if (sz < (int)sizeof(struct virtio_net_hdr)) {
         PyErr_Format(PyExc_ValueError, "vnet_hdr_size must be at least %d, not %d",
                      (int)sizeof(struct virtio_net_hdr), sz);
+        return -1;
+    }
+    if (sz > TT_VNET_HDR_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "vnet_hdr_size must be at most %d (10 and 12 are the real headers), "
+                     "not %d", TT_VNET_HDR_MAX, sz);
         return -1;
     }
     if (tt_ioctl(self, 0, TUNSETVNETHDRSZ, &sz, "ioctl(TUNSETVNETHDRSZ)") < 0) {

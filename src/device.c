@@ -361,7 +361,9 @@ static PyGetSetDef Device_getset[] = {
     {"hwaddr", (getter)Device_get_hwaddr, (setter)Device_set_hwaddr,
      "The MAC address 'aa:bb:cc:dd:ee:ff' (TAP only; ValueError on TUN).", NULL},
     {"vnet_hdr_size", (getter)Device_get_vnet_hdr_size, (setter)Device_set_vnet_hdr_size,
-     "Size of the virtio-net header on VNET_HDR devices (10 or 12).", NULL},
+     "Size of the virtio-net header on VNET_HDR devices: 10 (struct virtio_net_hdr, the "
+     "default) or 12 (with num_buffers); 13 to 256 add padding the kernel skips. "
+     "ValueError outside 10..256.", NULL},
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},

@@ -325,6 +325,7 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->timeout_ns = blocking ? -1 : 0;
     snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
     if (tt_update_hdr_len(self, self->req_flags) < 0) {
+        tt_shutdown(self, 0); /* no ResourceWarning for a device never handed out */
         Py_CLEAR(self);
     }
 done:
@@ -441,6 +442,7 @@ Device_fromfd(PyTypeObject *type, PyObject *arg)
     self->ctlfd = c.ctl;
     snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
     if (tt_device_flags(self, &flags) < 0 || tt_update_hdr_len(self, flags) < 0) {
+        tt_shutdown(self, 0); /* no ResourceWarning for a device never handed out */
         Py_DECREF(self);
         return NULL;
     }

@@ -45,6 +45,11 @@ tt_segment(PyObject *module, PyObject *args, PyObject *kwargs)
                      TT_VNET_MIN, hdr);
         goto error;
     }
+    if (hdr > TT_VNET_HDR_MAX) {
+        PyErr_Format(PyExc_ValueError, "vnet_hdr_size must be at most %d, not %zd",
+                     TT_VNET_HDR_MAX, hdr);
+        goto error;
+    }
     if (p < a + b->capacity * b->stride && a < p + pkt.len) {
         PyErr_SetString(PyExc_ValueError,
                         "segment(): the packet lies inside the destination batch");

@@ -7,12 +7,18 @@ failure that shows the input instead of the end of the test session.
 
 from __future__ import annotations
 
+import fcntl
+import re
+import struct
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+import tuntap
 from netutil import unique_name, unique_net
 
 pytestmark = pytest.mark.needs_tun
@@ -161,3 +167,41 @@ def test_a_foreign_signal_on_the_wakeup_eventfd_is_ignored_by_an_open_device() -
         print("ok")
     """, unique_name(), net.cidr, net.remote)
     assert r.stdout.strip() == "ok"
+
+
+# -- vnet_hdr_size bounds -------------------------------------------------------------
+
+VNET_TUN = tuntap.Flags.TUN | tuntap.Flags.NO_PI | tuntap.Flags.VNET_HDR
+TUNSETVNETHDRSZ = 0x400454D8  # _IOW('T', 216, int)
+
+
+@pytest.mark.parametrize("value", [257, 2**31 - 2, 2**31 - 1])
+def test_vnet_hdr_size_above_256_is_refused_and_header_size_never_overflows(
+        open_device: Callable[..., Any], value: int) -> None:
+    dev = open_device(unique_name(), VNET_TUN)
+    with pytest.raises(ValueError, match=re.escape(
+            f"vnet_hdr_size must be at most 256 (10 and 12 are the real headers), "
+            f"not {value}")):
+        dev.vnet_hdr_size = value
+    assert (dev.vnet_hdr_size, dev.header_size) == (10, 10)
+    dev.vnet_hdr_size = 256                     # the largest padding tuntap takes
+    assert (dev.vnet_hdr_size, dev.header_size) == (256, 256)
+    with pytest.raises(ValueError, match="longer than the 256-byte packet header"):
+        dev.readinto(bytearray(256))            # checked before the syscall
+
+
+def test_a_huge_vnet_header_set_by_another_program_is_refused_on_attach(
+        open_device: Callable[..., Any]) -> None:
+    """The kernel takes any int >= 10; a device configured that way elsewhere is
+    refused with the size named, instead of a negative header_size."""
+    dev = open_device(unique_name(), VNET_TUN)
+    fcntl.ioctl(dev.fileno(), TUNSETVNETHDRSZ, struct.pack("i", 2**31 - 2))
+    with pytest.raises(ValueError, match=re.escape(
+            f"'{dev.name}' has a 2147483646-byte vnet header; tuntap handles 10 to 256")):
+        tuntap.Device.fromfd(dev.fileno())
+
+
+def test_segment_vnet_hdr_size_has_the_same_bounds() -> None:
+    batch = tuntap.PacketBatch(4, 2048)
+    with pytest.raises(ValueError, match="vnet_hdr_size must be at most 256, not 257"):
+        tuntap.segment(bytes(300), batch, vnet_hdr_size=257)
