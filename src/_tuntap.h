@@ -78,6 +78,12 @@ Py_NewRef(PyObject *o)
 #define TT_VNET_HDR_MIN 10
 #define TT_VNET_HDR_MAX 256
 
+/* No read from a TUN/TAP fd returns more than this after its header: the MTU is
+ * at most 65535 (drivers/net/tun.c: MAX_MTU) and a GSO super-packet at most 64 KiB
+ * (tun keeps the legacy tso_max_size), plus room for an Ethernet and VLAN header.
+ * read(size) allocates no more than header + this, whatever size asks for. */
+#define TT_READ_MAX (65536 + 256)
+
 #define TT_MODULE_NAME "tuntap._tuntap"
 #define TT_DEFAULT_PATH "/dev/net/tun"
 

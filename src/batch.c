@@ -257,7 +257,9 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     if (capacity > PY_SSIZE_T_MAX / (slot_size + headroom) ||
         (size_t)capacity > SIZE_MAX / sizeof(uint32_t)) {
-        PyErr_SetString(PyExc_OverflowError, "PacketBatch arena too large");
+        PyErr_Format(PyExc_OverflowError,
+                     "PacketBatch(capacity=%zd, slot_size=%zd, headroom=%zd) is larger "
+                     "than the address space", capacity, slot_size, headroom);
         return NULL;
     }
     self = (PacketBatchObject *)((allocfunc)PyType_GetSlot(type, Py_tp_alloc))(type, 0);
@@ -272,7 +274,12 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->sizes = PyMem_RawCalloc((size_t)capacity, sizeof(uint32_t));
     if (self->arena == NULL || self->sizes == NULL) {
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        PyErr_Format(PyExc_MemoryError,
+                     "PacketBatch(capacity=%zd, slot_size=%zd, headroom=%zd) needs %zd "
+                     "bytes of arena and %zd of sizes: the allocation failed",
+                     capacity, slot_size, headroom, capacity * (slot_size + headroom),
+                     capacity * (Py_ssize_t)sizeof(uint32_t));
+        return NULL;
     }
     return (PyObject *)self;
 }

@@ -109,7 +109,9 @@ Device_readinto(DeviceObject *self, PyObject *arg)
 PyDoc_STRVAR(Device_read__doc__,
 "read($self, size=65536, /)\n--\n\n"
 "Read one packet and return it as bytes (at most size bytes; a longer packet is\n"
-"truncated by the kernel). Allocates one bytes object; readinto() does not.");
+"truncated by the kernel). Allocates one bytes object of at most the header plus\n"
+"65,792 bytes (no TUN/TAP packet is longer), whatever size asks; readinto() does\n"
+"not allocate.");
 
 static PyObject *
 Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -140,6 +142,9 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
                               : "read() size %zd is too small (packet header: %d bytes)",
                      size, self->hdr_len);
         return NULL;
+    }
+    if (size > self->hdr_len + TT_READ_MAX) {
+        size = self->hdr_len + TT_READ_MAX; /* no packet is longer */
     }
     buf = PyBytes_FromStringAndSize(NULL, size);
     if (buf == NULL) {

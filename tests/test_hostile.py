@@ -13,13 +13,14 @@ import struct
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import tuntap
-from netutil import unique_name, unique_net
+from netutil import udp_socket, unique_name, unique_net
 
 pytestmark = pytest.mark.needs_tun
 
@@ -205,3 +206,37 @@ def test_segment_vnet_hdr_size_has_the_same_bounds() -> None:
     batch = tuntap.PacketBatch(4, 2048)
     with pytest.raises(ValueError, match="vnet_hdr_size must be at most 256, not 257"):
         tuntap.segment(bytes(300), batch, vnet_hdr_size=257)
+
+
+# -- allocations: the size asked for is said, and a read never needs more than a packet --
+
+@pytest.mark.parametrize("capacity, slot_size", [(2**31 - 2, 2048), (2**20, 2**31 - 1)])
+def test_packet_batch_too_large_says_how_many_bytes_were_asked_for(
+        capacity: int, slot_size: int) -> None:
+    with pytest.raises(MemoryError) as ei:
+        tuntap.PacketBatch(capacity, slot_size)
+    assert str(ei.value) == (
+        f"PacketBatch(capacity={capacity}, slot_size={slot_size}, headroom=0) needs "
+        f"{capacity * slot_size} bytes of arena and {capacity * 4} of sizes: the "
+        f"allocation failed")
+
+
+def test_packet_batch_beyond_the_address_space_is_overflow_error() -> None:
+    with pytest.raises(OverflowError, match=re.escape(
+            "PacketBatch(capacity=9223372036854775807, slot_size=2048, headroom=16) is "
+            "larger than the address space")):
+        tuntap.PacketBatch(2**63 - 1, 2048, headroom=16)
+
+
+@pytest.mark.parametrize("size", [2**40, 2**62, 65536 + 256 + 1])
+def test_read_of_a_huge_size_allocates_one_packet_and_returns_it(tun: Any, size: int) -> None:
+    with udp_socket() as s:
+        s.sendto(b"y" * 1400, (tun.remote, 9))
+    tracemalloc.start()
+    try:
+        got = tun.dev.read(size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got[0] == 0x45 and got.endswith(b"y" * 1400)
+    assert peak < 65536 + 256 + 4096, peak      # one capped buffer, not `size` bytes
