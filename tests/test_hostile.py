@@ -228,7 +228,7 @@ def test_packet_batch_beyond_the_address_space_is_overflow_error() -> None:
         tuntap.PacketBatch(2**63 - 1, 2048, headroom=16)
 
 
-@pytest.mark.parametrize("size", [2**40, 2**62, 65536 + 256 + 1])
+@pytest.mark.parametrize("size", [2**40, 2**62, 2**20])
 def test_read_of_a_huge_size_allocates_one_packet_and_returns_it(tun: Any, size: int) -> None:
     with udp_socket() as s:
         s.sendto(b"y" * 1400, (tun.remote, 9))
