@@ -207,12 +207,22 @@ tt_set_id(DeviceObject *self, PyObject *arg, unsigned long req, const char *what
     if (v == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (v < -1 || v > (long)UINT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "%s %ld is out of range", argname, v);
+    if (v == -1 || v == (long)UINT32_MAX) {
+        /* drivers/net/tun.c: TUNSETOWNER/TUNSETGROUP map the id with make_kuid/
+         * make_kgid and refuse INVALID_UID ((uid_t)-1) with EINVAL: an owner or
+         * group, once set, cannot be cleared (before Linux 3.8, -1 meant "none"). */
+        PyErr_Format(PyExc_ValueError,
+                     "%s -1 cannot be set: the kernel refuses (%s_t)-1 and has no way to "
+                     "clear an owner or group once set (delete and recreate the device)",
+                     argname, argname);
         return NULL;
     }
-    if (tt_ioctl(self, 0, req, (void *)(uintptr_t)(unsigned long)(v == -1 ? (unsigned long)-1 : (unsigned long)v),
-                 what) < 0) {
+    if (v < 0 || v > (long)UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s must be between 0 and %lu, not %ld", argname,
+                     (unsigned long)UINT32_MAX - 1, v);
+        return NULL;
+    }
+    if (tt_ioctl(self, 0, req, (void *)(uintptr_t)(unsigned long)v, what) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -220,7 +230,8 @@ tt_set_id(DeviceObject *self, PyObject *arg, unsigned long req, const char *what
 
 TT_DOC(Device_set_owner__doc__,
 "set_owner($self, uid, /)\n--\n\n"
-"Let uid attach to the device without CAP_NET_ADMIN (TUNSETOWNER; -1 clears).");
+"Let uid attach to the device without CAP_NET_ADMIN (TUNSETOWNER). The kernel\n"
+"cannot clear an owner once set: -1 raises ValueError.");
 
 PyObject *
 Device_set_owner(DeviceObject *self, PyObject *arg)
@@ -230,7 +241,8 @@ Device_set_owner(DeviceObject *self, PyObject *arg)
 
 TT_DOC(Device_set_group__doc__,
 "set_group($self, gid, /)\n--\n\n"
-"Let members of gid attach to the device (TUNSETGROUP; -1 clears).");
+"Let members of gid attach to the device (TUNSETGROUP). The kernel cannot clear\n"
+"a group once set: -1 raises ValueError.");
 
 PyObject *
 Device_set_group(DeviceObject *self, PyObject *arg)

@@ -7,6 +7,7 @@ failure that shows the input instead of the end of the test session.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import re
 import struct
@@ -20,9 +21,7 @@ from typing import Any
 import pytest
 
 import tuntap
-from netutil import udp_socket, unique_name, unique_net
-
-pytestmark = pytest.mark.needs_tun
+from netutil import link_json, udp_socket, unique_name, unique_net
 
 
 def run_child(code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -35,6 +34,7 @@ def run_child(code: str, *args: str, timeout: float = 30) -> subprocess.Complete
 
 # -- write_batch(list) while another thread mutates the list --------------------------
 
+@pytest.mark.needs_tun
 def test_write_batch_of_a_list_another_thread_shrinks_does_not_crash() -> None:
     """The GIL is released between 64-packet chunks; the list used to be read past its
     new end (SIGSEGV within 0.2 s). Now the call writes a snapshot of the list."""
@@ -129,12 +129,14 @@ FORK_WITH_BLOCKED_READER = """
 """
 
 
+@pytest.mark.needs_tun
 def test_fork_with_a_reader_blocked_child_close_returns_and_parent_keeps_reading() -> None:
     net = unique_net()
     r = run_child(FORK_WITH_BLOCKED_READER, unique_name(), net.cidr, net.remote)
     assert r.stdout.strip() == "ok"
 
 
+@pytest.mark.needs_tun
 def test_a_foreign_signal_on_the_wakeup_eventfd_is_ignored_by_an_open_device() -> None:
     """Whoever else writes to the device's eventfd (a child forked behind Python's back
     shares it) does not make a blocked read report a close that did not happen."""
@@ -176,6 +178,7 @@ VNET_TUN = tuntap.Flags.TUN | tuntap.Flags.NO_PI | tuntap.Flags.VNET_HDR
 TUNSETVNETHDRSZ = 0x400454D8  # _IOW('T', 216, int)
 
 
+@pytest.mark.needs_tun
 @pytest.mark.parametrize("value", [257, 2**31 - 2, 2**31 - 1])
 def test_vnet_hdr_size_above_256_is_refused_and_header_size_never_overflows(
         open_device: Callable[..., Any], value: int) -> None:
@@ -191,6 +194,7 @@ def test_vnet_hdr_size_above_256_is_refused_and_header_size_never_overflows(
         dev.readinto(bytearray(256))            # checked before the syscall
 
 
+@pytest.mark.needs_tun
 def test_a_huge_vnet_header_set_by_another_program_is_refused_on_attach(
         open_device: Callable[..., Any]) -> None:
     """The kernel takes any int >= 10; a device configured that way elsewhere is
@@ -228,6 +232,7 @@ def test_packet_batch_beyond_the_address_space_is_overflow_error() -> None:
         tuntap.PacketBatch(2**63 - 1, 2048, headroom=16)
 
 
+@pytest.mark.needs_tun
 @pytest.mark.parametrize("size", [2**40, 2**62, 2**20])
 def test_read_of_a_huge_size_allocates_one_packet_and_returns_it(tun: Any, size: int) -> None:
     with udp_socket() as s:
@@ -240,3 +245,55 @@ def test_read_of_a_huge_size_allocates_one_packet_and_returns_it(tun: Any, size:
         tracemalloc.stop()
     assert got[0] == 0x45 and got.endswith(b"y" * 1400)
     assert peak < 65536 + 256 + 4096, peak      # one capped buffer, not `size` bytes
+
+
+# -- owner and group: -1 cannot clear ----------------------------------------------------
+
+TUNSETOWNER = 0x400454CC  # _IOW('T', 204, int)
+TUNSETGROUP = 0x400454CE  # _IOW('T', 206, int)
+
+
+@pytest.mark.needs_tun
+@pytest.mark.parametrize("req", [TUNSETOWNER, TUNSETGROUP], ids=["owner", "group"])
+def test_the_kernel_refuses_minus_one_as_owner_or_group(
+        open_device: Callable[..., Any], req: int) -> None:
+    """Why set_owner(-1) used to raise EINVAL: TUNSETOWNER/TUNSETGROUP map the id with
+    make_kuid/make_kgid and refuse INVALID_UID, (uid_t)-1 (drivers/net/tun.c)."""
+    dev = open_device(unique_name())
+    with pytest.raises(OSError) as ei:
+        fcntl.ioctl(dev.fileno(), req, -1)  # the int argument is (uid_t)-1
+    assert ei.value.errno == errno.EINVAL
+
+
+@pytest.mark.needs_tun
+@pytest.mark.parametrize("method, what", [("set_owner", "uid"), ("set_group", "gid")])
+@pytest.mark.parametrize("value", [-1, 2**32 - 1])
+def test_set_owner_or_group_minus_one_says_the_kernel_cannot_clear(
+        open_device: Callable[..., Any], method: str, what: str, value: int) -> None:
+    dev = open_device(unique_name())
+    with pytest.raises(ValueError, match=re.escape(
+            f"{what} -1 cannot be set: the kernel refuses ({what}_t)-1 and has no way to "
+            f"clear an owner or group once set (delete and recreate the device)")):
+        getattr(dev, method)(value)
+    assert link_json(dev.name)["linkinfo"]["info_data"].get(
+        "user" if what == "uid" else "group") is None
+
+
+@pytest.mark.needs_tun
+@pytest.mark.parametrize("method, what", [("set_owner", "uid"), ("set_group", "gid")])
+@pytest.mark.parametrize("value", [-2, 2**32, 2**40])
+def test_set_owner_or_group_out_of_range_is_value_error(
+        open_device: Callable[..., Any], method: str, what: str, value: int) -> None:
+    dev = open_device(unique_name())
+    with pytest.raises(ValueError, match=re.escape(
+            f"{what} must be between 0 and 4294967294, not {value}")):
+        getattr(dev, method)(value)
+
+
+@pytest.mark.needs_tun
+def test_set_owner_and_group_take_the_largest_valid_id(open_device: Callable[..., Any]) -> None:
+    dev = open_device(unique_name())
+    dev.set_owner(2**32 - 2)
+    dev.set_group(2**32 - 2)
+    data = link_json(dev.name)["linkinfo"]["info_data"]
+    assert str(data["user"]) == str(2**32 - 2) and str(data["group"]) == str(2**32 - 2)
