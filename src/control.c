@@ -528,6 +528,7 @@ Device_set_hwaddr(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
     struct ifreq ifr;
     unsigned int b[6];
     const char *s;
+    Py_ssize_t len;
     char tail;
     int i;
 
@@ -539,11 +540,12 @@ Device_set_hwaddr(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
         tt_type_error(value, "hwaddr must be str");
         return -1;
     }
-    s = PyUnicode_AsUTF8(value);
+    s = PyUnicode_AsUTF8AndSize(value, &len);
     if (s == NULL) {
         return -1;
     }
-    if (strlen(s) != 17 ||
+    /* the length of the str, not strlen(): "...:01\0garbage" is not an address */
+    if (len != 17 || strlen(s) != 17 ||
         sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
                &tail) != 6) {
         PyErr_Format(PyExc_ValueError, "hwaddr must look like 'aa:bb:cc:dd:ee:ff', not %R",

@@ -297,3 +297,17 @@ def test_set_owner_and_group_take_the_largest_valid_id(open_device: Callable[...
     dev.set_group(2**32 - 2)
     data = link_json(dev.name)["linkinfo"]["info_data"]
     assert str(data["user"]) == str(2**32 - 2) and str(data["group"]) == str(2**32 - 2)
+
+
+# -- hwaddr with an embedded NUL ---------------------------------------------------------
+
+@pytest.mark.needs_tun
+@pytest.mark.parametrize("value", ["02:00:00:00:00:01\x00garbage", "02:00:00:00:00:01\x00",
+                                   "02:00:00:00\x0000:01"])
+def test_hwaddr_with_an_embedded_nul_is_refused(open_device: Callable[..., Any],
+                                                value: str) -> None:
+    dev = open_device(unique_name(), tuntap.Flags.TAP | tuntap.Flags.NO_PI)
+    before = dev.hwaddr
+    with pytest.raises(ValueError, match="hwaddr must look like 'aa:bb:cc:dd:ee:ff', not "):
+        dev.hwaddr = value
+    assert dev.hwaddr == before
