@@ -311,3 +311,35 @@ def test_hwaddr_with_an_embedded_nul_is_refused(open_device: Callable[..., Any],
     with pytest.raises(ValueError, match="hwaddr must look like 'aa:bb:cc:dd:ee:ff', not "):
         dev.hwaddr = value
     assert dev.hwaddr == before
+
+
+# -- VirtioNetHdr sizes that are not ints ---------------------------------------------
+
+VNET = tuntap.VirtioNetHdr
+
+
+@pytest.mark.parametrize("size", [float("nan"), float("inf"), 12.0, "12", None, 10j])
+@pytest.mark.parametrize("call", ["parse", "pack", "pack_into"])
+def test_virtio_net_hdr_size_must_be_an_int(size: object, call: str) -> None:
+    with pytest.raises(TypeError, match="vnet header size must be int, not "):
+        if call == "parse":
+            VNET.parse(bytes(64), size=size)  # type: ignore[arg-type]
+        elif call == "pack":
+            VNET().pack(size)  # type: ignore[arg-type]
+        else:
+            VNET().pack_into(bytearray(64), 0, size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [257, 2**31, 10**12])
+def test_virtio_net_hdr_size_has_the_device_bound(size: int) -> None:
+    msg = f"vnet header size must be at most 256, not {size}"
+    with pytest.raises(ValueError, match=msg):
+        VNET.parse(bytes(64), size=size)
+    with pytest.raises(ValueError, match=msg):
+        VNET().pack(size)           # used to allocate `size` bytes first
+    assert len(VNET().pack(256)) == 256
+
+
+def test_virtio_net_hdr_pack_into_offset_must_be_an_int() -> None:
+    with pytest.raises(TypeError, match="offset must be int, not float"):
+        VNET().pack_into(bytearray(64), float("nan"))  # type: ignore[arg-type]

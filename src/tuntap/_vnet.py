@@ -43,6 +43,19 @@ _NUM_BUFFERS = struct.Struct("=H")
 _FIELDS = (("flags", 8), ("gso_type", 8), ("hdr_len", 16), ("gso_size", 16),
            ("csum_start", 16), ("csum_offset", 16), ("num_buffers", 16))
 _Buffer = Union[bytes, bytearray, memoryview]
+_SIZE_MAX = 256  # the largest Device.vnet_hdr_size (src/_tuntap.h: TT_VNET_HDR_MAX)
+
+
+def _check_size(size: object) -> int:
+    """The header size as an int in 10..256: TypeError for a non-int (a float such as
+    nan would slip through every comparison), ValueError out of range."""
+    if not isinstance(size, int):
+        raise TypeError(f"vnet header size must be int, not {type(size).__name__}")
+    if size < 10:
+        raise ValueError(f"vnet header size must be at least 10, not {size}")
+    if size > _SIZE_MAX:
+        raise ValueError(f"vnet header size must be at most {_SIZE_MAX}, not {size}")
+    return size
 
 
 @dataclass
@@ -104,15 +117,17 @@ class VirtioNetHdr:
         data : bytes-like
             A packet as read from a ``VNET_HDR`` device (or just its header).
         size : int
-            The device's ``vnet_hdr_size``: 10, 12, or more (bytes past 12 are ignored).
+            The device's ``vnet_hdr_size``: 10, 12, or up to 256 (bytes past 12 are
+            padding, ignored).
 
         Raises
         ------
+        TypeError
+            ``size`` is not an int.
         ValueError
-            ``size`` < 10 or ``data`` shorter than ``size``.
+            ``size`` outside 10..256 or ``data`` shorter than ``size``.
         """
-        if size < 10:
-            raise ValueError(f"vnet header size must be at least 10, not {size}")
+        _check_size(size)
         if len(data) < size:
             raise ValueError(f"need {size} bytes for the vnet header, got {len(data)}")
         flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = _BASE.unpack_from(data)
@@ -120,24 +135,27 @@ class VirtioNetHdr:
         return cls(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers)
 
     def pack(self, size: int = 10) -> bytes:
-        """Encode to ``size`` bytes (10, 12, or more: zero padding after ``num_buffers``).
+        """Encode to ``size`` bytes (10, 12, or up to 256: zero padding after
+        ``num_buffers``).
 
         Raises
         ------
         ValueError
-            ``size`` < 10 or a field out of range (8-bit flags/gso_type, 16-bit others).
+            ``size`` outside 10..256 or a field out of range (8-bit flags/gso_type,
+            16-bit others).
         TypeError
-            A field that is not an int.
+            ``size`` or a field that is not an int.
         """
-        buf = bytearray(size if size >= 10 else 10)
+        buf = bytearray(_check_size(size))
         self.pack_into(buf, 0, size)
         return bytes(buf)
 
     def pack_into(self, buffer: bytearray | memoryview, offset: int = 0,
                   size: int = 10) -> None:
         """Encode in place, e.g. into the headroom of a ``PacketBatch`` slot."""
-        if size < 10:
-            raise ValueError(f"vnet header size must be at least 10, not {size}")
+        _check_size(size)
+        if not isinstance(offset, int):
+            raise TypeError(f"offset must be int, not {type(offset).__name__}")
         if offset < 0 or len(buffer) - offset < size:
             raise ValueError(f"need {size} bytes at offset {offset}, buffer has {len(buffer)}")
         self._check_fields(size)
