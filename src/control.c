@@ -275,7 +275,9 @@ Device_attach_queue(DeviceObject *self, PyObject *Py_UNUSED(ignored))
 TT_DOC(Device_detach_queue__doc__,
 "detach_queue($self, /)\n--\n\n"
 "Stop this queue receiving packets (TUNSETQUEUE IFF_DETACH_QUEUE). Reads on a\n"
-"detached queue find nothing; writes still inject packets.");
+"detached queue find nothing; writes still inject packets. Packets still queued\n"
+"on it are dropped by the kernel and counted nowhere (drivers/net/tun.c:\n"
+"__tun_detach purges the ring): read it empty first to keep the window small.");
 
 PyObject *
 Device_detach_queue(DeviceObject *self, PyObject *Py_UNUSED(ignored))
