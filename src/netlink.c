@@ -57,7 +57,9 @@ tt_nl_addattr(struct nlmsghdr *h, size_t cap, int type, const void *data, size_t
 {
     struct rtattr *rta;
     size_t at = NLMSG_ALIGN(h->nlmsg_len);
-    if (len > 0xffff - RTA_LENGTH(0) || at > cap || RTA_LENGTH(len) > cap - at) {
+    /* The message grows by the aligned length: all of it must fit, or nlmsg_len
+     * would claim bytes past the buffer (found by tests/fuzz/fuzz_netlink.c). */
+    if (len > 0xffff - RTA_LENGTH(0) || at > cap || RTA_SPACE(len) > cap - at) {
         return -1;
     }
     rta = (struct rtattr *)((char *)h + at);
