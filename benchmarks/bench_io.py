@@ -25,6 +25,11 @@ ratio.
 
     sudo python benchmarks/bench_io.py all            # K=1024,8192 x 64,1400 bytes
     sudo python benchmarks/bench_io.py read -k 1024 -s 64 -r 9
+    sudo python benchmarks/bench_io.py --baseline OLD/_tuntap.cpython-311-x86_64-linux-gnu.so
+
+``--baseline`` loads another build of the extension (say, of an older commit) beside the
+installed one and measures its readinto/read_batch/write/write_batch too, as "baseline
+...", so two builds are compared within one run.
 """
 
 from __future__ import annotations
@@ -192,6 +197,25 @@ def machine_info(cpu: int) -> dict[str, Any]:
     }
 
 
+def load_baseline(path: str) -> Any:
+    """Load the extension module at ``path`` under a name of its own.
+
+    Its init function is ``PyInit__tuntap`` whatever the package, so it loads as
+    ``tuntap_baseline._tuntap`` beside the installed ``tuntap._tuntap``.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("tuntap_baseline._tuntap", path)
+    spec = importlib.util.spec_from_file_location("tuntap_baseline._tuntap", path,
+                                                  loader=loader)
+    if spec is None:
+        raise SystemExit(f"bench_io: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-fifo", action="store_true",
                     help="do not switch to SCHED_FIFO (default: FIFO priority 1, so other "
                          "processes on the pinned CPU cannot preempt a timed loop)")
+    ap.add_argument("--baseline", metavar="SO",
+                    help="another build of tuntap/_tuntap*.so to measure beside this one")
     args = ap.parse_args(argv)
+    baseline = load_baseline(args.baseline) if args.baseline else None
 
     try:
         _bench.check_tun()
@@ -232,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     factories: list[tuple[str, Callable[[], list[Method]]]] = [
         ("C", floor_methods), ("tuntap", _bench.tuntap_methods), ("ctypes", ctypes_methods),
+        ("baseline", lambda: _bench.tuntap_methods(baseline, "baseline") if baseline else []),
         ("pytun", pytun_methods), ("pytap2", pytap2_methods), ("scapy", scapy_methods)]
     methods: list[Method] = []
     for prefix, factory in factories:

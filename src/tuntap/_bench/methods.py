@@ -250,11 +250,17 @@ def inline_ctypes_methods() -> list[Method]:
     ]
 
 
-def tuntap_methods() -> list[Method]:
-    """tuntap's per-packet methods and its batched ones (batches of :data:`BATCH`)."""
+def tuntap_methods(module: Any = None, label: str = "tuntap") -> list[Method]:
+    """tuntap's per-packet methods and its batched ones (batches of :data:`BATCH`).
 
-    def opener(ifname: str) -> Device:
-        return Device(ifname)
+    ``module`` is another build of the C extension (``benchmarks/bench_io.py
+    --baseline``) whose ``Device``/``PacketBatch`` are measured under ``label``.
+    """
+    device_type: Any = Device if module is None else module.Device
+    batch_type: Any = PacketBatch if module is None else module.PacketBatch
+
+    def opener(ifname: str) -> Any:
+        return device_type(ifname)
 
     def run_readinto(dev: Device, k: int, packet: bytes) -> int:
         return loop1(dev.readinto, bytearray(READ_BUFSIZE), k)
@@ -266,7 +272,7 @@ def tuntap_methods() -> list[Method]:
     def run_read_batch(dev: Device, k: int, packet: bytes) -> int:
         batch = read_batches.get(id(dev))
         if batch is None:
-            batch = read_batches[id(dev)] = PacketBatch(BATCH, READ_BUFSIZE)
+            batch = read_batches[id(dev)] = batch_type(BATCH, READ_BUFSIZE)
             memoryview(batch).cast("B")[:] = bytes(BATCH * READ_BUFSIZE)
         return loop_batch(dev.read_batch, batch, k)
 
@@ -275,17 +281,17 @@ def tuntap_methods() -> list[Method]:
 
     def run_write_batch(dev: Device, k: int, packet: bytes) -> int:
         # Filled before the clock starts (append touches every page it uses).
-        full = PacketBatch(BATCH, READ_BUFSIZE)
+        full = batch_type(BATCH, READ_BUFSIZE)
         for _ in range(BATCH):
             full.append(packet)
-        tail = PacketBatch(max(k % BATCH, 1), READ_BUFSIZE)
+        tail = batch_type(max(k % BATCH, 1), READ_BUFSIZE)
         for _ in range(k % BATCH):
             tail.append(packet)
         return loop_write_batch(dev.write_batch, full, tail, k)
 
     return [
-        Method("tuntap readinto", "read", opener, run_readinto),
-        Method(f"tuntap read_batch({BATCH})", "read", opener, run_read_batch),
-        Method("tuntap write", "write", opener, run_write),
-        Method(f"tuntap write_batch({BATCH})", "write", opener, run_write_batch),
+        Method(f"{label} readinto", "read", opener, run_readinto),
+        Method(f"{label} read_batch({BATCH})", "read", opener, run_read_batch),
+        Method(f"{label} write", "write", opener, run_write),
+        Method(f"{label} write_batch({BATCH})", "write", opener, run_write_batch),
     ]
