@@ -1,7 +1,10 @@
-"""Small helpers shared by the tests: packet builders/parsers, namespaces, ``ip`` queries.
+"""Small helpers shared by the tests: kernel constants, packet builders/parsers,
+namespaces, ``ip`` queries.
 
-Everything here is plain ``struct``/``socket`` so the tests do not depend on the library
-under test to build or check packets.
+Packets are built and parsed with plain ``struct``/``socket``; the one thing taken from the
+library is ``tuntap.checksum`` (the RFC 1071 checksum, itself checked against RFC 1071's
+worked example and scapy in test_checksum.py). Kernel ABI values are written out here,
+from the kernel headers, so no test takes them from the library it checks.
 """
 
 from __future__ import annotations
@@ -22,13 +25,48 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-CLONE_NEWNET = 0x40000000
+from tuntap import checksum
+
+CLONE_NEWNET = 0x40000000  # <linux/sched.h>
+
+# <linux/if_tun.h>: ioctls, TUNSETIFF flags, TUNSETOFFLOAD bits
+TUN_PATH = "/dev/net/tun"
+TUNSETIFF = 0x400454CA  # _IOW('T', 202, int)
+TUNGETIFF = 0x800454D2  # _IOR('T', 210, unsigned int)
+TUNGETFEATURES = 0x800454CF  # _IOR('T', 207, unsigned int)
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_NAPI = 0x0010
+IFF_NAPI_FRAGS = 0x0020
+IFF_NO_CARRIER = 0x0040
+IFF_MULTI_QUEUE = 0x0100
+IFF_PERSIST = 0x0800
+IFF_NO_PI = 0x1000
+IFF_NOFILTER = 0x1000  # the same bit as IFF_NO_PI: see docs/kernel.md
+IFF_ONE_QUEUE = 0x2000
+IFF_VNET_HDR = 0x4000
+IFF_TUN_EXCL = 0x8000
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+TUN_F_UFO = 0x10
+TUN_F_USO4 = 0x20
+TUN_F_USO6 = 0x40
+PI_SIZE = 4  # struct tun_pi: flags, proto (big-endian)
+IFREQ = struct.Struct("16sH22x")  # struct ifreq: ifr_name, ifr_flags, padding
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+
+NOBODY = 65534  # uid and gid of nobody/nogroup: an owner that is not root
+
+# The ValueError of any call on a closed device.
+CLOSED_MSG = "I/O operation on closed device"
 
 # Wait bound for anything that should happen "now" (a packet in flight, a thread waking).
 WAIT = 2.0
@@ -155,15 +193,6 @@ def link_exists(name: str, netns: str | None = None) -> bool:
 # --------------------------------------------------------------------------------------
 # Checksums and packets
 # --------------------------------------------------------------------------------------
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def build_ipv4(src: str, dst: str, proto: int, payload: bytes, *, ttl: int = 64,

@@ -10,6 +10,8 @@ import pytest
 
 import tuntap
 from netutil import (
+    ETH_P_IP,
+    PI_SIZE,
     WAIT,
     Responder,
     build_udp4,
@@ -20,7 +22,6 @@ from netutil import (
     read_matching,
     udp_socket,
     unique_name,
-    unique_net,
 )
 
 pytestmark = pytest.mark.needs_tun
@@ -187,19 +188,17 @@ def test_large_packet_up_to_mtu_round_trips(tun):
 # --- packet information header (NO_PI off) ----------------------------------------
 
 
-def test_packet_info_header_when_no_pi_is_off(open_device):
-    net = unique_net()
-    dev = open_device(unique_name(), tuntap.Flags.TUN)
-    assert tuntap.Flags.NO_PI not in dev.flags
-    assert tuntap.Flags.TUN in dev.flags
-    dev.add_address(net.cidr)
-    dev.up()
-    send_udp(net.remote, 6100, b"with pi")
-    pkt = read_matching(dev, lambda p: len(p) > 4 and is_udp4_to(p[4:], net.remote, 6100))
-    flags, proto = struct.unpack("!HH", pkt[:4])
+def test_packet_info_header_when_no_pi_is_off(up_device):
+    t = up_device(tuntap.Flags.TUN)
+    assert tuntap.Flags.NO_PI not in t.dev.flags
+    assert tuntap.Flags.TUN in t.dev.flags
+    send_udp(t.remote, 6100, b"with pi")
+    pkt = read_matching(t.dev, lambda p: len(p) > PI_SIZE
+                        and is_udp4_to(p[PI_SIZE:], t.remote, 6100))
+    flags, proto = struct.unpack("!HH", pkt[:PI_SIZE])
     assert flags == 0
-    assert proto == 0x0800  # ETH_P_IP
-    assert parse_udp4(pkt[4:])[1].payload == b"with pi"
+    assert proto == ETH_P_IP
+    assert parse_udp4(pkt[PI_SIZE:])[1].payload == b"with pi"
 
 
 def test_no_pi_device_has_no_header_and_reports_no_pi(tun):
@@ -209,18 +208,15 @@ def test_no_pi_device_has_no_header_and_reports_no_pi(tun):
     assert pkt[0] == 0x45
 
 
-def test_write_with_packet_info_header(open_device):
-    net = unique_net()
-    dev = open_device(unique_name(), tuntap.Flags.TUN)
-    dev.add_address(net.cidr)
-    dev.up()
+def test_write_with_packet_info_header(up_device):
+    t = up_device(tuntap.Flags.TUN)
     with udp_socket() as s:
-        s.bind((net.local, 0))
+        s.bind((t.local, 0))
         port = s.getsockname()[1]
-        pkt = build_udp4(net.remote, net.local, 999, port, b"pi write")
-        assert dev.write(struct.pack("!HH", 0, 0x0800) + pkt) == 4 + len(pkt)
+        pkt = build_udp4(t.remote, t.local, 999, port, b"pi write")
+        assert t.dev.write(struct.pack("!HH", 0, ETH_P_IP) + pkt) == PI_SIZE + len(pkt)
         data, addr = s.recvfrom(100)
-    assert (data, addr) == (b"pi write", (net.remote, 999))
+    assert (data, addr) == (b"pi write", (t.remote, 999))
 
 
 def test_pi_readinto_buffer_not_longer_than_header_is_refused(open_device):

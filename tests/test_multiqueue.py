@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import tuntap
-from netutil import WAIT, Net, is_udp4_to, link_json, parse_udp4, unique_name, unique_net
+from netutil import WAIT, is_udp4_to, link_json, parse_udp4, unique_name
 
 pytestmark = pytest.mark.needs_tun
 
 PORT = 7700
-
-
-@pytest.fixture
-def queues():
-    net = unique_net()
-    qs = tuntap.open_queues(unique_name(), 4)
-    try:
-        qs[0].add_address(net.cidr)
-        qs[0].up()
-        yield qs, net
-    finally:
-        for q in qs:
-            q.close()
 
 
 def send_flows(dst: str, nflows: int, per_flow: int = 2) -> list[int]:
@@ -67,8 +52,8 @@ def drain(qs, expected: int, dst: str) -> list[list[int]]:
     return per_queue
 
 
-def test_open_queues_returns_multi_queue_devices_on_one_interface(queues):
-    qs, _net = queues
+def test_open_queues_returns_multi_queue_devices_on_one_interface(up_queues):
+    qs, _net = up_queues(4)
     assert len(qs) == 4
     name = qs[0].name
     assert all(q.name == name for q in qs)
@@ -81,8 +66,8 @@ def test_open_queues_returns_multi_queue_devices_on_one_interface(queues):
     assert data["numqueues"] == 4
 
 
-def test_flows_are_spread_across_all_queues(queues):
-    qs, net = queues
+def test_flows_are_spread_across_all_queues(up_queues):
+    qs, net = up_queues(4)
     ports = send_flows(net.remote, 64)
     per_queue = drain(qs, 128, net.remote)
     assert sum(len(p) for p in per_queue) == 128
@@ -95,8 +80,8 @@ def test_flows_are_spread_across_all_queues(queues):
     assert set(where) == set(ports)
 
 
-def test_detached_queue_receives_nothing_and_attach_restores_it(queues):
-    qs, net = queues
+def test_detached_queue_receives_nothing_and_attach_restores_it(up_queues):
+    qs, net = up_queues(4)
     qs[0].detach_queue()
     assert link_json(qs[0].name)["linkinfo"]["info_data"]["numqueues"] == 3
     send_flows(net.remote, 48, per_flow=1)
@@ -120,8 +105,8 @@ def test_detached_queue_receives_nothing_and_attach_restores_it(queues):
     assert per_queue[0], "re-attached queue got no flow out of 64"
 
 
-def test_detached_queue_can_still_write(queues):
-    qs, net = queues
+def test_detached_queue_can_still_write(up_queues):
+    qs, net = up_queues(4)
     from netutil import build_udp4, udp_socket
 
     qs[1].detach_queue()
@@ -262,19 +247,6 @@ class QueueReaders:
         assert not self.errors, f"reader failed: {self.errors!r}"
 
 
-@contextlib.contextmanager
-def up_queues(count: int) -> Iterator[tuple[list[tuntap.Device], Net]]:
-    net = unique_net()
-    qs = tuntap.open_queues(unique_name(), count)
-    try:
-        qs[0].add_address(net.cidr)
-        qs[0].up()
-        yield qs, net
-    finally:
-        for q in qs:
-            q.close()
-
-
 def flow_sockets(n: int) -> list[socket.socket]:
     """``n`` bound UDP sockets: one source port, so one flow hash, each."""
     socks = []
@@ -300,8 +272,10 @@ def flow_to_queue(per_queue: list[list[int]]) -> dict[int, int]:
 
 
 @pytest.mark.parametrize("count", [2, 4])
-def test_one_reader_thread_per_queue_drains_every_flow_concurrently(count: int) -> None:
-    with up_queues(count) as (qs, net), QueueReaders(qs, net.remote) as readers:
+def test_one_reader_thread_per_queue_drains_every_flow_concurrently(up_queues,
+                                                                     count: int) -> None:
+    qs, net = up_queues(count)
+    with QueueReaders(qs, net.remote) as readers:
         socks = flow_sockets(64)
         try:
             send_on(socks, net.remote, 4)
@@ -318,8 +292,10 @@ def test_one_reader_thread_per_queue_drains_every_flow_concurrently(count: int) 
     assert all(sum(p.count(port) for p in per_queue) == 4 for port in ports)
 
 
-def test_detach_reroutes_a_queues_flows_without_loss_and_attach_takes_them_back() -> None:
-    with up_queues(4) as (qs, net), QueueReaders(qs, net.remote) as readers:
+def test_detach_reroutes_a_queues_flows_without_loss_and_attach_takes_them_back(
+        up_queues) -> None:
+    qs, net = up_queues(4)
+    with QueueReaders(qs, net.remote) as readers:
         socks = flow_sockets(64)
         try:
             send_on(socks, net.remote, 1)
