@@ -11,11 +11,9 @@ import time
 import pytest
 
 import tuntap
-from netutil import WAIT, link_exists, unique_name
+from netutil import CLOSED_MSG, TUN_PATH, WAIT, link_exists, unique_name
 
 pytestmark = pytest.mark.needs_tun
-
-CLOSED_MSG = "I/O operation on closed device"
 
 
 def fd_target(fd: int) -> str | None:
@@ -29,7 +27,7 @@ def test_close_is_idempotent_and_removes_the_device():
     name = unique_name()
     dev = tuntap.Device(name)
     fd = dev.fileno()
-    assert fd_target(fd) == "/dev/net/tun"
+    assert fd_target(fd) == TUN_PATH
     assert link_exists(name)
     assert dev.closed is False
     dev.close()
@@ -37,7 +35,7 @@ def test_close_is_idempotent_and_removes_the_device():
     dev.close()
     dev.close()
     assert dev.closed is True
-    assert fd_target(fd) != "/dev/net/tun"
+    assert fd_target(fd) != TUN_PATH
     assert not link_exists(name)
 
 
@@ -209,7 +207,7 @@ def test_unclosed_device_emits_resource_warning_and_closes_fd():
     with pytest.warns(ResourceWarning, match="unclosed"):
         fd = leak()
         gc.collect()
-    assert fd_target(fd) != "/dev/net/tun"
+    assert fd_target(fd) != TUN_PATH
     assert not link_exists(name)
 
 
@@ -228,10 +226,10 @@ def test_detach_returns_open_fd_and_marks_closed():
     try:
         assert dev.closed
         assert stat.S_ISCHR(os.fstat(fd).st_mode)
-        assert fd_target(fd) == "/dev/net/tun"
+        assert fd_target(fd) == TUN_PATH
         assert link_exists(name)  # still attached through fd
         dev.close()  # no effect on the detached fd
-        assert fd_target(fd) == "/dev/net/tun"
+        assert fd_target(fd) == TUN_PATH
     finally:
         os.close(fd)
     assert not link_exists(name)

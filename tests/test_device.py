@@ -12,6 +12,11 @@ import pytest
 
 import tuntap
 from netutil import (
+    IFF_NO_PI,
+    IFF_TUN,
+    NOBODY,
+    TUN_PATH,
+    TUNGETFEATURES,
     WAIT,
     link_json,
     parse_ipv4,
@@ -20,8 +25,6 @@ from netutil import (
 )
 
 pytestmark = pytest.mark.needs_tun
-
-TUNGETFEATURES = 0x800454CF  # _IOR('T', 207, unsigned int)
 
 
 def test_default_device_is_tun_no_pi_with_kernel_chosen_name(open_device):
@@ -69,8 +72,8 @@ def test_flags_report_packet_info_both_ways(open_device):
 
 
 def test_flags_accept_plain_ints(open_device):
-    dev = open_device(unique_name(), 0x0001 | 0x1000)
-    assert dev.flags & 0x1001 == 0x1001
+    dev = open_device(unique_name(), IFF_TUN | IFF_NO_PI)
+    assert dev.flags & (IFF_TUN | IFF_NO_PI) == IFF_TUN | IFF_NO_PI
 
 
 def test_ifindex_matches_the_kernel(open_device):
@@ -148,7 +151,7 @@ def test_txqueuelen_bounds_the_device_queue(tun):
 
 
 def test_features_matches_tungetfeatures():
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
     try:
         raw = struct.unpack("I", fcntl.ioctl(fd, TUNGETFEATURES, b"\0" * 4))[0]
     finally:
@@ -168,8 +171,8 @@ def test_list_devices_reports_every_tun_tap(open_device, cleanup_links):
                     | tuntap.Flags.MULTI_QUEUE)
     cleanup_links.append(b.name)
     b.persist(True)
-    b.set_owner(65534)
-    b.set_group(65533)
+    b.set_owner(NOBODY)
+    b.set_group(NOBODY - 1)
     infos = {i.name: i for i in tuntap.list_devices()}
     assert {a.name, b.name, c.name} <= set(infos)
     assert "lo" not in infos
@@ -182,7 +185,7 @@ def test_list_devices_reports_every_tun_tap(open_device, cleanup_links):
     assert tuntap.Flags.MULTI_QUEUE in ic.flags
     assert ia.persistent is False and ic.persistent is False
     assert ib.persistent is True
-    assert ib.owner == 65534 and ib.group == 65533
+    assert ib.owner == NOBODY and ib.group == NOBODY - 1
     assert ia.owner in (None, -1) and ia.group in (None, -1)
     b.persist(False)
     infos = {i.name: i for i in tuntap.list_devices()}
