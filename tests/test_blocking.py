@@ -84,8 +84,9 @@ def test_settimeout_raises_timeout_error_on_time(tun):
 
 def test_timeout_error_is_an_oserror_like_socket_timeout(tun):
     tun.dev.settimeout(0.01)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as ei:  # what `except OSError` around a read catches
         tun.dev.read()
+    assert type(ei.value) is TimeoutError
 
 
 def test_blocking_read_with_timeout_returns_packet_sent_later(tun):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -119,10 +120,17 @@ def test_mtu_is_enforced_on_real_traffic(tun):
 
 def test_mtu_invalid_value_is_an_error(open_device):
     dev = open_device(unique_name())
-    with pytest.raises((OSError, ValueError)):
+    with pytest.raises(ValueError, match="^mtu must be >= 0, not -5$"):
         dev.mtu = -5
-    with pytest.raises(TypeError):
+    with pytest.raises(OverflowError, match="^mtu is out of range$"):
+        dev.mtu = 1 << 40
+    with pytest.raises(TypeError, match="^mtu must be int, not str$"):
         dev.mtu = "1400"
+    # Below the kernel's minimum (68, drivers/net/tun.c: MIN_MTU): its EINVAL, kept.
+    with pytest.raises(OSError) as ei:
+        dev.mtu = 10
+    assert type(ei.value) is OSError and ei.value.errno == errno.EINVAL
+    assert f"ioctl(SIOCSIFMTU) on '{dev.name}'" in str(ei.value)
     assert dev.mtu == 1500
 
 

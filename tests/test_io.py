@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import re
 import socket
 import struct
 
@@ -221,7 +222,9 @@ def test_write_with_packet_info_header(up_device):
 
 def test_pi_readinto_buffer_not_longer_than_header_is_refused(open_device):
     dev = open_device(unique_name(), tuntap.Flags.TUN)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(
+            f"readinto() buffer must be longer than the {PI_SIZE}-byte packet header")):
         dev.readinto(bytearray(3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(
+            f"read() size 3 is too small (packet header: {PI_SIZE} bytes)")):
         dev.read(3)

@@ -76,12 +76,12 @@ def test_delete_missing_device_is_file_not_found():
 
 
 def test_delete_of_a_non_tun_interface_is_value_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^'lo' is not a TUN/TAP device$"):
         tuntap.delete("lo")
 
 
 def test_delete_rejects_bad_name():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^interface name 'a/b' must not contain"):
         tuntap.delete("a/b")
 
 
@@ -205,7 +205,7 @@ def test_add_address_to_a_down_device_then_up(open_device):
                                  "fd00::1/129", ""])
 def test_add_address_rejects_malformed(open_device, bad):
     dev = open_device(unique_name())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 interface"):
         dev.add_address(bad)
     assert addr_json(dev.name) == []
 

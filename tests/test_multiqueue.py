@@ -10,7 +10,7 @@ import time
 import pytest
 
 import tuntap
-from netutil import WAIT, is_udp4_to, link_json, parse_udp4, unique_name
+from netutil import WAIT, is_udp4_to, link_exists, link_json, parse_udp4, unique_name
 
 pytestmark = pytest.mark.needs_tun
 
@@ -125,8 +125,6 @@ def test_single_queue_device_cannot_attach_queue(open_device):
 
 
 def test_closing_all_queues_removes_the_device():
-    from netutil import link_exists
-
     qs = tuntap.open_queues(unique_name(), 3)
     name = qs[0].name
     for q in qs[:-1]:
@@ -148,7 +146,7 @@ def test_open_queues_with_tap_flags():
 
 @pytest.mark.parametrize("count", [0, -1])
 def test_open_queues_rejects_bad_count(count):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^count must be >= 1, not {count}$"):
         tuntap.open_queues(unique_name(), count)
 
 
@@ -156,11 +154,15 @@ def test_open_queues_failure_leaks_nothing():
     import os
 
     before = set(os.listdir("/proc/self/fd"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not contain"):
         tuntap.open_queues("bad/name", 4)
-    with pytest.raises(OSError):
+    name = unique_name()
+    with pytest.raises(OSError) as ei:
         # 257 queues: the kernel refuses the 257th (E2BIG); the first 256 must be closed.
-        tuntap.open_queues(unique_name(), 257)
+        tuntap.open_queues(name, 257)
+    assert ei.value.errno == errno.E2BIG
+    assert f"ioctl(TUNSETIFF) on '{name}'" in str(ei.value)
+    assert not link_exists(name)
     after = set(os.listdir("/proc/self/fd"))
     assert after <= before, after - before
 

@@ -112,10 +112,12 @@ def test_netns_fd_that_is_not_a_namespace_is_an_error():
     before = current_netns()
     fd = os.open("/dev/null", os.O_RDONLY)
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as ei:
             tuntap.Device(unique_name(), netns=fd)
     finally:
         os.close(fd)
+    assert type(ei.value) is OSError and ei.value.errno == errno.EINVAL
+    assert "setns(CLONE_NEWNET)" in str(ei.value)
     assert current_netns() == before
 
 
