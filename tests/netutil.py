@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import secrets
+import select
 import socket
 import struct
 import subprocess
@@ -318,6 +319,32 @@ def eth_icmp_echo_reply_for(frame: bytes, my_mac: bytes) -> bytes | None:
 # --------------------------------------------------------------------------------------
 # Reading with a bound
 # --------------------------------------------------------------------------------------
+
+
+def poll_events(fd: int, timeout: float = 0.0) -> int:
+    """The events ``poll(2)`` reports for ``fd`` (POLLIN|POLLOUT asked; POLLERR, POLLHUP
+    always), waiting up to ``timeout`` seconds for one; 0 if none."""
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLOUT)
+    got = p.poll(int(timeout * 1000))
+    return got[0][1] if got else 0
+
+
+def wait_readable(fd: int, timeout: float = WAIT) -> None:
+    """Wait (bounded) until ``fd`` polls POLLIN, i.e. a packet is queued."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    assert p.poll(int(timeout * 1000)), f"nothing queued within {timeout} s"
+
+
+def libc_read(fd: int, size: int) -> bytes:
+    """One read(2) of ``size`` bytes straight through libc (no shortcut for size 0)."""
+    buf = ctypes.create_string_buffer(max(size, 1))
+    n = _libc.read(fd, buf, ctypes.c_size_t(size))
+    if n < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return buf.raw[:n]
 
 
 def read_matching(dev: Any, pred: Callable[[bytes], bool], *, timeout: float = WAIT,

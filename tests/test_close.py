@@ -11,7 +11,7 @@ import time
 import pytest
 
 import tuntap
-from netutil import CLOSED_MSG, TUN_PATH, WAIT, link_exists, unique_name
+from netutil import CLOSED_MSG, TUN_PATH, WAIT, link_exists, parse_udp4, udp_socket, unique_name
 
 pytestmark = pytest.mark.needs_tun
 
@@ -190,6 +190,39 @@ def test_fd_number_not_reused_while_a_reader_is_inside():
             os.close(w)
 
 
+def test_kernel_does_not_wake_a_raw_read_whose_fd_is_closed(up_device):
+    """The trap close() works around (docs/kernel.md, "The blocking read"): a thread
+    blocked in read(2) holds a reference to the file, so closing the fd number from
+    another thread neither wakes it nor releases the device; the next packet does."""
+    t = up_device()
+    fd = t.dev.detach()
+    os.set_blocking(fd, True)
+    result: dict = {}
+
+    def reader() -> None:
+        try:
+            result["data"] = os.read(fd, 2048)
+        except OSError as e:
+            result["exc"] = e
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    time.sleep(0.15)
+    os.close(fd)
+    th.join(0.3)
+    assert th.is_alive() and not result, f"woken by close(): {result}"
+    assert link_exists(t.name)  # the file (and so the device) lives on in the read
+    with udp_socket() as s:
+        s.sendto(b"wake up", (t.remote, 7301))
+    th.join(WAIT)
+    assert not th.is_alive(), "the blocked read(2) did not get the packet"
+    assert parse_udp4(result["data"])[1].payload == b"wake up"
+    deadline = time.monotonic() + WAIT
+    while link_exists(t.name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not link_exists(t.name)  # the read dropped the last reference
+
+
 def test_close_while_no_reader_is_fast():
     dev = tuntap.Device(unique_name())
     t0 = time.monotonic()
@@ -236,8 +269,6 @@ def test_detach_returns_open_fd_and_marks_closed():
 
 
 def test_fromfd_after_detach_keeps_working(tun):
-    from netutil import parse_udp4, udp_socket
-
     fd = tun.dev.detach()
     try:
         dev2 = tuntap.Device.fromfd(fd)

@@ -4,14 +4,16 @@ message. Where the kernel decides, docs/kernel.md says why it answers as it does
 from __future__ import annotations
 
 import errno
+import os
 import re
+import select
 import threading
 import time
 
 import pytest
 
 import tuntap
-from netutil import WAIT, ip, link_exists, unique_name
+from netutil import WAIT, ip, link_exists, poll_events, unique_name
 
 pytestmark = pytest.mark.needs_tun
 
@@ -251,6 +253,47 @@ def test_blocked_reader_is_woken_when_interface_deleted(tun):
     assert type(exc) is OSError, result
     assert exc.errno == errno.EBADFD
     assert "(the interface was deleted)" in str(exc)
+
+
+def test_kernel_wakes_a_raw_read_blocked_on_a_deleted_interface_with_efault(tun):
+    """What the kernel does to a thread blocked in read(2) when the interface is deleted
+    (drivers/net/tun.c: tun_detach_all, tun_ring_recv): EFAULT; the file is then
+    unattached, so read/write give EBADFD and poll POLLERR. The library never blocks in
+    read(2), so it only ever sees EBADFD (the tests above)."""
+    fd = tun.dev.detach()
+    try:
+        os.set_blocking(fd, True)
+        result: dict = {}
+
+        def reader() -> None:
+            try:
+                result["data"] = os.read(fd, 2048)
+            except OSError as e:
+                result["exc"] = e
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        time.sleep(0.15)
+        assert t.is_alive(), result
+        ip("link", "del", "dev", tun.name)
+        t.join(WAIT)
+        assert not t.is_alive(), "the blocked read(2) was not woken by the deletion"
+        assert result["exc"].errno == errno.EFAULT, result
+        for call in (lambda: os.read(fd, 2048), lambda: os.write(fd, b"\x45" + bytes(27))):
+            with pytest.raises(OSError) as ei:
+                call()
+            assert ei.value.errno == errno.EBADFD
+        assert poll_events(fd) == select.POLLERR
+    finally:
+        os.close(fd)
+
+
+def test_write_of_an_empty_packet_is_value_error(tun):
+    # write(fd, buf, 0) is the kernel's EINVAL, and an empty writev its 0: neither says
+    # anything useful, so the library refuses before the syscall.
+    for empty in (b"", bytearray(), memoryview(b"abc")[3:]):
+        with pytest.raises(ValueError, match=r"^write\(\) of an empty packet$"):
+            tun.dev.write(empty)
 
 
 def test_error_message_names_syscall_and_interface(open_device):

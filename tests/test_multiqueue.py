@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import threading
 import time
@@ -10,7 +11,15 @@ import time
 import pytest
 
 import tuntap
-from netutil import WAIT, is_udp4_to, link_exists, link_json, parse_udp4, unique_name
+from netutil import (
+    WAIT,
+    is_udp4_to,
+    link_exists,
+    link_json,
+    parse_udp4,
+    poll_events,
+    unique_name,
+)
 
 pytestmark = pytest.mark.needs_tun
 
@@ -115,6 +124,47 @@ def test_detached_queue_can_still_write(up_queues):
         pkt = build_udp4(net.remote, net.local, 4000, s.getsockname()[1], b"from detached")
         assert qs[1].write(pkt) == len(pkt)
         assert s.recvfrom(100)[0] == b"from detached"
+
+
+def test_detached_queue_polls_no_pollin_and_a_blocked_read_is_not_woken(up_queues):
+    """Detaching neither wakes a reader blocked on that queue nor hands it anything: it
+    waits out its timeout while the flows go to the other queue. poll says POLLOUT only
+    (not POLLERR: the file is still attached to the device, just not receiving)."""
+    qs, net = up_queues(2)
+    result: dict = {}
+    qs[1].settimeout(0.6)
+
+    def reader() -> None:
+        t0 = time.monotonic()
+        try:
+            result["pkt"] = qs[1].read()
+        except BaseException as e:
+            result["exc"] = e
+        result["elapsed"] = time.monotonic() - t0
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.1)
+    qs[1].detach_queue()
+    send_flows(net.remote, 16, per_flow=1)
+    t.join(WAIT)
+    assert not t.is_alive()
+    assert isinstance(result.get("exc"), TimeoutError), result
+    assert result["elapsed"] >= 0.55
+    assert poll_events(qs[1].fileno()) == select.POLLOUT
+    assert poll_events(qs[0].fileno()) == select.POLLIN | select.POLLOUT
+    assert len(drain(qs[:1], 16, net.remote)[0]) == 16
+
+
+def test_detached_queues_count_towards_the_256_queue_limit(up_queues):
+    qs, _net = up_queues(256)
+    qs[7].detach_queue()
+    with pytest.raises(OSError) as ei:
+        tuntap.Device(qs[0].name, tuntap.Flags.TUN | tuntap.Flags.NO_PI
+                      | tuntap.Flags.MULTI_QUEUE)
+    assert ei.value.errno == errno.E2BIG
+    qs[7].attach_queue()  # its slot was never given away
+    assert link_json(qs[0].name)["linkinfo"]["info_data"]["numqueues"] == 256
 
 
 def test_single_queue_device_cannot_attach_queue(open_device):

@@ -91,6 +91,19 @@ def test_device_created_in_other_namespace_and_io_works_from_ours(open_device, n
     assert current_netns() == before
 
 
+def test_sysfs_speaks_for_the_namespace_that_mounted_it_so_it_is_never_asked(open_device):
+    """The session entered its namespace with a plain unshare, so /sys/class/net still
+    shows the namespace sysfs was mounted in: our device is missing there. rtnetlink (ip)
+    and the device's own answers speak for our namespace."""
+    dev = open_device(unique_name())
+    assert not os.path.exists(f"/sys/class/net/{dev.name}")
+    info = link_json(dev.name)
+    assert info is not None and info["ifindex"] == dev.ifindex
+    dev.mtu = 1400
+    assert dev.mtu == link_json(dev.name)["mtu"] == 1400
+    assert dev.name in {i.name for i in tuntap.list_devices()}
+
+
 def test_device_in_other_namespace_disappears_on_close(named_netns):
     name = unique_name()
     dev = tuntap.Device(name, netns=named_netns)

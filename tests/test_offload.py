@@ -40,6 +40,7 @@ from netutil import (
     unique_name,
     unique_net,
     unique_net6,
+    wait_readable,
 )
 
 VNET = tuntap.VirtioNetHdr
@@ -146,6 +147,29 @@ def test_vnet_hdr_size_on_a_plain_device_is_kept_by_the_kernel_but_unused(
     assert (dev.vnet_hdr_size, dev.header_size) == (MRG, 0)
     pkt = _udp_round(dev, tun.local, tun.remote)
     assert pkt[0] == 0x45  # the IP header starts at byte 0
+
+
+@pytest.mark.needs_tun
+@pytest.mark.parametrize("hdr_size", [HDR, MRG])
+def test_buffer_not_longer_than_the_vnet_header_is_refused_and_the_packet_kept(
+        up_device: Callable[..., Any], hdr_size: int) -> None:
+    """The kernel would answer EINVAL and drop the packet (drivers/net/tun.c:
+    tun_put_user); the library refuses first, so the packet is still there."""
+    t = up_device(VNET_TUN)
+    t.dev.vnet_hdr_size = hdr_size
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"kept", (t.remote, PORT))
+    wait_readable(t.dev.fileno())
+    with pytest.raises(ValueError, match=re.escape(
+            f"readinto() buffer must be longer than the {hdr_size}-byte packet header")):
+        t.dev.readinto(bytearray(hdr_size))
+    with pytest.raises(ValueError, match=re.escape(
+            f"read() size {hdr_size} is too small (packet header: {hdr_size} bytes)")):
+        t.dev.read(hdr_size)
+    t.dev.setblocking(False)
+    raw = t.dev.read()
+    assert raw[:hdr_size] == bytes(hdr_size)  # GSO_NONE, checksum complete
+    assert _l4_payload(raw[hdr_size:]) == b"kept"
 
 
 def _udp_round(dev: Any, local: str, remote: str, payload: bytes = b"probe") -> bytes:
