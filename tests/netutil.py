@@ -54,7 +54,8 @@ TUN_F_TSO_ECN = 0x08
 TUN_F_UFO = 0x10
 TUN_F_USO4 = 0x20
 TUN_F_USO6 = 0x40
-PI_SIZE = 4  # struct tun_pi: flags, proto (big-endian)
+PI_SIZE = 4  # struct tun_pi: __u16 flags (host order), __be16 proto
+TUN_PKT_STRIP = 0x0001  # tun_pi.flags: the packet did not fit the read buffer
 IFREQ = struct.Struct("16sH22x")  # struct ifreq: ifr_name, ifr_flags, padding
 
 ETH_P_IP = 0x0800
@@ -335,6 +336,15 @@ def wait_readable(fd: int, timeout: float = WAIT) -> None:
     p = select.poll()
     p.register(fd, select.POLLIN)
     assert p.poll(int(timeout * 1000)), f"nothing queued within {timeout} s"
+
+
+def libc_write(fd: int, data: bytes) -> int:
+    """One write(2) straight through libc; raises OSError on failure."""
+    n = _libc.write(fd, data, ctypes.c_size_t(len(data)))
+    if n < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(n)
 
 
 def libc_read(fd: int, size: int) -> bytes:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import tuntap
-from netutil import WAIT, ip, link_exists, poll_events, unique_name
+from netutil import WAIT, ip, libc_write, link_exists, poll_events, unique_name
 
 pytestmark = pytest.mark.needs_tun
 
@@ -289,8 +289,12 @@ def test_kernel_wakes_a_raw_read_blocked_on_a_deleted_interface_with_efault(tun)
 
 
 def test_write_of_an_empty_packet_is_value_error(tun):
-    # write(fd, buf, 0) is the kernel's EINVAL, and an empty writev its 0: neither says
-    # anything useful, so the library refuses before the syscall.
+    # write(fd, buf, 0) is the kernel's EINVAL, and an empty writev its 0 (the VFS returns
+    # before the driver): neither says anything useful, so the library refuses first.
+    with pytest.raises(OSError) as ei:
+        libc_write(tun.dev.fileno(), b"")
+    assert ei.value.errno == errno.EINVAL
+    assert os.writev(tun.dev.fileno(), [b""]) == 0
     for empty in (b"", bytearray(), memoryview(b"abc")[3:]):
         with pytest.raises(ValueError, match=r"^write\(\) of an empty packet$"):
             tun.dev.write(empty)

@@ -15,6 +15,7 @@ import tuntap
 from netutil import (
     ETH_P_IP,
     PI_SIZE,
+    TUN_PKT_STRIP,
     WAIT,
     Responder,
     build_udp4,
@@ -293,6 +294,24 @@ def test_kernel_drops_the_packet_on_a_read_shorter_than_the_pi_header(up_device)
     t.dev.setblocking(False)
     with pytest.raises(BlockingIOError):
         t.dev.read()
+
+
+def test_truncated_read_with_packet_info_sets_tun_pkt_strip(up_device):
+    """With packet info on, the kernel flags a read that did not take the whole packet
+    (drivers/net/tun.c: tun_put_user sets TUN_PKT_STRIP): truncation can be detected."""
+    t = up_device(tuntap.Flags.TUN)
+    send_udp(t.remote, 6104, b"x" * 100)
+    wait_readable(t.dev.fileno())
+    cut = t.dev.read(PI_SIZE + 20)
+    # struct tun_pi: flags in host order, proto in network order
+    assert struct.unpack("=H", cut[:2])[0] == TUN_PKT_STRIP
+    assert struct.unpack("!H", cut[2:PI_SIZE])[0] == ETH_P_IP
+    assert struct.unpack("!H", cut[PI_SIZE + 2:PI_SIZE + 4])[0] == 20 + 8 + 100
+    send_udp(t.remote, 6104, b"fits")
+    t.dev.settimeout(WAIT)
+    whole = t.dev.read()
+    assert struct.unpack("!HH", whole[:PI_SIZE]) == (0, ETH_P_IP)
+    assert parse_udp4(whole[PI_SIZE:])[1].payload == b"fits"
 
 
 def test_write_shorter_than_the_pi_header_is_einval(up_device):
