@@ -192,6 +192,25 @@ def link_exists(name: str, netns: str | None = None) -> bool:
     return link_json(name, netns) is not None
 
 
+def wait_ipv6_routes(name: str, local: str, dest: str, timeout: float = WAIT) -> None:
+    """Wait (bounded) for the routes of a new IPv6 address on ``name``: the local route of
+    ``local`` and the route to ``dest`` (the peer, or the prefix such as ``fd00::/64``).
+    The kernel installs them from its address work item after ``ip addr add`` (or
+    RTM_NEWADDR) has returned, even with ``nodad``; a packet sent or written before that
+    is dropped."""
+    deadline = time.monotonic() + timeout
+    for _ in range(10000):
+        have_local = ip("-6", "route", "show", "table", "local", local, "dev", name,
+                        check=False).stdout.strip()
+        have_dest = ip("-6", "route", "show", dest, "dev", name, check=False).stdout.strip()
+        if have_local and have_dest:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    raise AssertionError(f"no IPv6 routes for {local} / {dest} on {name} within {timeout} s")
+
+
 # --------------------------------------------------------------------------------------
 # Checksums and packets
 # --------------------------------------------------------------------------------------

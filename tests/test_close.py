@@ -191,7 +191,7 @@ def test_fd_number_not_reused_while_a_reader_is_inside():
 
 
 def test_kernel_does_not_wake_a_raw_read_whose_fd_is_closed(up_device):
-    """The trap close() works around (docs/kernel.md, "The blocking read"): a thread
+    """The trap close() works around (docs/kernel.md, "The blocking read and close()"): a thread
     blocked in read(2) holds a reference to the file, so closing the fd number from
     another thread neither wakes it nor releases the device; the next packet does."""
     t = up_device()

@@ -196,7 +196,7 @@ def test_read_negative_size_is_value_error(open_device, size):
 
 
 def test_write_of_malformed_packet_keeps_kernel_errno_and_names_device(tun):
-    # TUN + NO_PI: the kernel checks the IP version nibble only.
+    # TUN + NO_PI: the kernel checks the IP version nibble only (docs/kernel.md, "Writes").
     with pytest.raises(OSError) as ei:
         tun.dev.write(b"\x00" * 40)
     assert ei.value.errno == errno.EINVAL
@@ -219,7 +219,7 @@ def test_read_after_interface_deleted_says_so(tun):
     tun.dev.settimeout(WAIT)
     ip("link", "del", "dev", tun.name)
     assert not link_exists(tun.name)
-    # The file is unattached now: the kernel says EBADFD (docs/kernel.md, "Deleting").
+    # The file is unattached now: the kernel says EBADFD (docs/kernel.md, "Deleting the interface").
     with pytest.raises(OSError) as ei:
         tun.dev.read()
     assert type(ei.value) is OSError and ei.value.errno == errno.EBADFD

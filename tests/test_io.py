@@ -159,7 +159,7 @@ def test_short_buffer_gets_truncated_packet_and_next_packet_is_intact(tun):
     tun.dev.settimeout(WAIT)
     backing = bytearray(b"\xaa" * 64)
     n = tun.dev.readinto(memoryview(backing)[:40])
-    assert n == 40  # the kernel copied what fit and discarded the rest
+    assert n == 40  # the kernel copied what fit and discarded the rest (docs/kernel.md)
     assert backing[40:] == b"\xaa" * 24  # never overrun
     assert backing[0] >> 4 == 4 and backing[9] == socket.IPPROTO_UDP
     assert struct.unpack("!H", backing[2:4])[0] == 28 + len(first)  # total length of #1

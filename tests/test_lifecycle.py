@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import struct
 
@@ -23,6 +24,7 @@ from netutil import (
     unique_name,
     unique_net,
     unique_net6,
+    wait_ipv6_routes,
 )
 
 pytestmark = pytest.mark.needs_tun
@@ -171,6 +173,7 @@ def test_add_and_remove_ipv6_address(open_device):
     dev.up()
     addrs = inet(dev.name, "inet6")
     assert [(a["local"], a["prefixlen"]) for a in addrs] == [(local, 64)]
+    wait_ipv6_routes(dev.name, local, str(ipaddress.ip_interface(f"{local}/64").network))
 
     with udp_socket(socket.AF_INET6) as s:
         s.sendto(b"over v6", (remote, 7602))

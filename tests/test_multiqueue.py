@@ -101,7 +101,7 @@ def test_detached_queue_receives_nothing_and_attach_restores_it(up_queues):
     with pytest.raises(BlockingIOError):
         qs[0].read()
 
-    # Detaching twice is the kernel's EINVAL.
+    # Detaching twice is the kernel's EINVAL (docs/kernel.md, "Multi-queue and detached queues").
     with pytest.raises(OSError) as ei:
         qs[0].detach_queue()
     assert ei.value.errno == errno.EINVAL

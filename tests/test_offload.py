@@ -40,6 +40,7 @@ from netutil import (
     unique_name,
     unique_net,
     unique_net6,
+    wait_ipv6_routes,
     wait_readable,
 )
 
@@ -140,7 +141,8 @@ def test_vnet_knobs_on_a_closed_device_raise_valueerror(
 def test_vnet_hdr_size_on_a_plain_device_is_kept_by_the_kernel_but_unused(
         tun: Any) -> None:
     """TUNSETVNETHDRSZ works without VNET_HDR (the kernel keeps the value: docs/kernel.md,
-    "vnet header"), but packets carry no header until VNET_HDR is on: header_size stays 0."""
+    "The virtio-net header"), but packets carry no header until VNET_HDR is on:
+    header_size stays 0."""
     dev = tun.dev
     assert (dev.vnet_hdr_size, dev.header_size) == (HDR, 0)
     dev.vnet_hdr_size = MRG
@@ -415,6 +417,7 @@ def _vnet_tun(open_device: Callable[..., Any], fam: int) -> VnetTun:
         return VnetTun(dev, 4, socket.AF_INET, local, remote, 20)
     local, remote = unique_net6()
     ip("addr", "add", f"{local}/128", "peer", f"{remote}/128", "dev", dev.name, "nodad")
+    wait_ipv6_routes(dev.name, local, remote)
     return VnetTun(dev, 6, socket.AF_INET6, local, remote, 40)
 
 

@@ -3,7 +3,8 @@
 ``struct virtio_net_hdr`` from ``<linux/virtio_net.h>`` (10 bytes), optionally followed by
 ``num_buffers`` (``struct virtio_net_hdr_mrg_rxbuf``, 12 bytes). TUN uses host byte order
 for these fields unless userspace switched it with ``TUNSETVNETLE``/``TUNSETVNETBE``
-(``drivers/net/tun.c: tun_is_little_endian``), so this module packs in native order.
+(``drivers/net/tun_vnet.h: tun_vnet_is_little_endian``; docs/kernel.md, "The virtio-net
+header"), so this module packs in native order.
 """
 
 from __future__ import annotations
