@@ -225,8 +225,9 @@ def up_queues() -> Iterator[Callable[..., tuple[list[Any], Net]]]:
 
     opened: list[Any] = []
 
-    def make(count: int, *args: Any) -> tuple[list[Any], Net]:
+    def make(count: int, flags: int | None = None) -> tuple[list[Any], Net]:
         net = unique_net()
+        args = () if flags is None else (flags,)
         qs = tuntap.open_queues(unique_name(), count, *args)
         opened.extend(qs)
         qs[0].add_address(net.cidr)

@@ -184,14 +184,11 @@ def test_closing_all_queues_removes_the_device():
     assert not link_exists(name)
 
 
-def test_open_queues_with_tap_flags():
-    qs = tuntap.open_queues(unique_name(), 2, tuntap.Flags.TAP | tuntap.Flags.NO_PI)
-    try:
-        assert all(tuntap.Flags.TAP in q.flags and tuntap.Flags.MULTI_QUEUE in q.flags
-                   for q in qs)
-    finally:
-        for q in qs:
-            q.close()
+def test_open_queues_with_tap_flags(up_queues):
+    qs, _net = up_queues(2, tuntap.Flags.TAP | tuntap.Flags.NO_PI)
+    assert all(tuntap.Flags.TAP in q.flags and tuntap.Flags.MULTI_QUEUE in q.flags
+               for q in qs)
+    assert link_json(qs[0].name)["link_type"] == "ether"
 
 
 @pytest.mark.parametrize("count", [0, -1])
