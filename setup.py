@@ -2,7 +2,8 @@
 
 Switches (environment variables):
   TUNTAP_DEBUG=1     -O0 -g3, asserts on
-  TUNTAP_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer
+  TUNTAP_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer, every finding fatal
+                     (tools/test_sanitized.sh runs the suite against it)
   TUNTAP_WERROR=1    -Werror (CI builds with it)
 """
 import glob
@@ -19,7 +20,9 @@ if os.environ.get("TUNTAP_DEBUG"):
     extra_compile_args += ["-O0", "-g3"]
     undef_macros.append("NDEBUG")
 if os.environ.get("TUNTAP_SANITIZE"):
-    flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    # Every UBSan finding is fatal (no recovery), like every ASan one.
+    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+             "-fno-omit-frame-pointer", "-g"]
     extra_compile_args += flags
     extra_link_args += flags
 
