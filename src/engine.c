@@ -145,7 +145,9 @@ tt_raise(DeviceObject *self, const tt_op *op, ssize_t r, int err)
     }
     else if (err == EAGAIN && op->events != 0) {
         /* OSError(EAGAIN, ...) is BlockingIOError */
-        tt_oserror(EAGAIN, call, self->name, " (nothing queued, non-blocking mode)");
+        tt_oserror(EAGAIN, call, self->name,
+                   op->events == POLLOUT ? " (send buffer full, non-blocking mode)"
+                                         : " (nothing queued, non-blocking mode)");
     }
     else if (err == EFAULT || err == EBADFD) {
         /* drivers/net/tun.c: tun_detach on unregister wakes readers with EFAULT; the
