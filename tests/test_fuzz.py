@@ -38,7 +38,8 @@ _common = dict(deadline=None, database=None, print_blob=True,
 settings.register_profile("ci", derandomize=True, max_examples=150, **_common)
 settings.register_profile("dev", max_examples=150, **_common)
 settings.register_profile("soak", max_examples=10_000, **_common)
-settings.load_profile("soak" if SOAK else "ci" if os.environ.get("CI") == "true" else "dev")
+PROFILE = "soak" if SOAK else "ci" if os.environ.get("CI") == "true" else "dev"
+settings.load_profile(PROFILE)
 
 WORKER = Path(__file__).with_name("fuzz_worker.py")
 VALUE = {"ValueError", "TypeError", "OverflowError"}
@@ -99,7 +100,7 @@ def worker(_tun_env: Any) -> Iterator[Worker]:
     w = Worker()
     yield w
     w.close()
-    record(f"fuzz {os.environ.get('CI') == 'true' and 'ci' or 'dev'}", calls=w.calls,
+    record(f"fuzz ({PROFILE} profile)", calls=w.calls,
            crashes=len(w.crashes), examples_per_property=settings().max_examples,
            outcomes=dict(sorted(w.outcomes.items())))
 
