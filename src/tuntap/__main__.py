@@ -84,7 +84,7 @@ BENCH_MAX_PACKETS = 65536  # the sink socket's 256 MiB buffer holds that many wi
 def _add_bench(sub: Subparsers) -> None:
     p = sub.add_parser(
         "bench",
-        help="measure what reading and writing one packet costs (tuntap vs os.read vs C)",
+        help="measure the cost of one packet read or written: tuntap, os.read, C",
         description=_paragraphs(
             "Measure the time to read and to write one packet through a TUN device with "
             "tuntap (readinto/write, and read_batch/write_batch of 64), with plain "

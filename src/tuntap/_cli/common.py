@@ -44,14 +44,13 @@ class CliError(Exception):
         self.status = status
 
 
-def explain(exc: OSError, what: str) -> CliError:
+def explain(exc: OSError, what: str, *, need: str = "root or CAP_NET_ADMIN") -> CliError:
     """A :class:`CliError` saying what failed, and for EPERM/EACCES what is needed.
 
     ``what`` is the object of the sentence, e.g. ``"create tun0"``.
     """
     if isinstance(exc, PermissionError):
-        return CliError(f"cannot {what}: {exc.strerror or exc}: needs root or CAP_NET_ADMIN "
-                        "(or, to attach, being the device's owner or in its group)")
+        return CliError(f"cannot {what}: {exc.strerror or exc}: needs {need}")
     if exc.errno == errno.EBUSY:
         return CliError(f"cannot {what}: another process holds it (a single-queue device "
                         "has one endpoint at a time)")
@@ -183,5 +182,6 @@ def attach(name: str, netns: str | None = None) -> tuple[tuntap.Device, tuntap.D
     try:
         dev = tuntap.Device(name, info.flags & DEVICE_FLAGS, netns=netns)
     except OSError as exc:
-        raise explain(exc, f"attach to {name}") from None
+        raise explain(exc, f"attach to {name}", need="root or CAP_NET_ADMIN, or being the "
+                      "device's owner or in its group (tuntap add --user/--group)") from None
     return dev, info

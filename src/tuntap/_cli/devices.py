@@ -141,6 +141,14 @@ class Row:
     addrs: list[netinfo.Addr]
     offloads: list[str] | None = None
 
+    @property
+    def queues(self) -> int:
+        """fds attached. The kernel counts queues only for MULTI_QUEUE devices
+        (drivers/net/tun.c: tun_fill_info); a single-queue one has carrier while held."""
+        if self.info.flags & F.MULTI_QUEUE:
+            return self.info.queues
+        return 1 if self.link is not None and self.link.lower_up else 0
+
     def as_json(self, detail: bool) -> dict[str, Any]:
         i, link = self.info, self.link
         d: dict[str, Any] = {
@@ -152,7 +160,7 @@ class Row:
             "persistent": i.persistent,
             "owner": i.owner,
             "group": i.group,
-            "queues": i.queues,
+            "queues": self.queues,
             "disabled_queues": i.disabled_queues,
             "up": link.up if link else None,
             "carrier": link.lower_up if link else None,
@@ -198,9 +206,10 @@ def _state(link: netinfo.Link | None, style: Style) -> str:
     return style.good("up") if link.lower_up else style.good("up") + ", no carrier"
 
 
-def _queues(info: tuntap.DeviceInfo) -> str:
-    text = str(info.queues)
-    return text + (f" (+{info.disabled_queues} detached)" if info.disabled_queues else "")
+def _queues(row: Row) -> str:
+    text = str(row.queues)
+    detached = row.info.disabled_queues
+    return text + (f" (+{detached} detached)" if detached else "")
 
 
 def list_(*, netns: str | None = None, as_json: bool = False, out: TextIO | None = None) -> int:
@@ -222,7 +231,7 @@ def list_(*, netns: str | None = None, as_json: bool = False, out: TextIO | None
         table.append([
             i.name, "tap" if i.flags & F.TAP else "tun", "|".join(flag_names(i.flags)) or "-",
             _state(r.link, style), str(r.link.mtu) if r.link else "?", _user_name(i.owner),
-            _group_name(i.group), _queues(i), ", ".join(a.cidr for a in r.addrs) or "-",
+            _group_name(i.group), _queues(r), ", ".join(a.cidr for a in r.addrs) or "-",
         ])
     _print_table(table, out, style)
     return EXIT_OK
@@ -268,7 +277,7 @@ def show(name: str, *, netns: str | None = None, as_json: bool = False,
     item("persistent", "yes" if i.persistent else "no (goes away with its last fd)")
     item("owner", _user_name(i.owner) + (f" (uid {i.owner})" if i.owner is not None else ""))
     item("group", _group_name(i.group) + (f" (gid {i.group})" if i.group is not None else ""))
-    item("queues", _queues(i) + (" (no process holds it)" if i.queues == 0 else ""))
+    item("queues", _queues(r) + (" (no process holds it)" if r.queues == 0 else ""))
     if r.offloads is None:
         item("offloads", "? (ethtool refused)")
     else:
