@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,26 +200,63 @@ def in_ns(ns: str, *cmd: str, timeout: float = 60) -> subprocess.CompletedProces
         return subprocess.CompletedProcess(e.cmd, -1, "", f"timed out after {timeout} s")
 
 
-def traffic(ns_a: str, ns_b: str, iperf_seconds: float) -> None:
-    """The demo: ping A -> B, then optionally an iperf3 TCP run A -> B."""
-    r = in_ns(ns_a, "ping", "-c", "3", "-i", "0.2", "-W", "2", ADDR_B, timeout=20)
-    print(r.stdout.strip().splitlines()[-2] if r.stdout else r.stderr.strip())
+def traffic(ns_a: str, ns_b: str, iperf_seconds: float) -> bool:
+    """The demo: ping A -> B, then optionally an iperf3 TCP run A -> B; True if all worked."""
+    r = in_ns(ns_a, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ADDR_B, timeout=20)
+    lines = r.stdout.strip().splitlines()
+    print(f"ping A -> B: {lines[-2] if len(lines) >= 2 else r.stderr.strip()}", flush=True)
+    ok = r.returncode == 0
     if iperf_seconds > 0:
         srv = subprocess.Popen(["ip", "netns", "exec", ns_b, "iperf3", "-s", "-1", "-B", ADDR_B],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
-            r = in_ns(ns_a, "iperf3", "-c", ADDR_B, "-t", str(iperf_seconds), "-J",
-                      timeout=iperf_seconds + 30)
-            if r.returncode == 0:
-                end = json.loads(r.stdout)["end"]
+            print(f"iperf3 A -> B for {iperf_seconds:g} s ...", flush=True)
+            client = subprocess.Popen(["ip", "netns", "exec", ns_a, "iperf3", "-c", ADDR_B,
+                                       "-t", str(iperf_seconds), "-J"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = _wait_showing_time(client, iperf_seconds)
+            if client.returncode == 0:
+                end = json.loads(out)["end"]
                 print(f"iperf3 A -> B: {end['sum_received']['bits_per_second'] / 1e9:.2f} Gbps, "
                       f"{end['sum_sent'].get('retransmits', 0)} retransmits")
             else:
-                print("iperf3 failed:", r.stdout[-500:], r.stderr[-500:])
+                print("iperf3 failed:", out[-500:], err[-500:])
+                ok = False
         finally:
             srv.kill()
             srv.wait(5)
+    return ok
+
+
+def _wait_showing_time(proc: subprocess.Popen[str], seconds: float) -> tuple[str, str]:
+    """Wait for proc (bounded); on a terminal, show the seconds gone by while it runs."""
+    t0 = time.monotonic()
+    live = sys.stderr.isatty()
+    box: dict[str, tuple[str, str]] = {}
+    reader = threading.Thread(target=lambda: box.setdefault("io", proc.communicate()))
+    reader.start()
+    while reader.is_alive() and time.monotonic() - t0 < seconds + 30:
+        reader.join(0.5)
+        if live:
+            sys.stderr.write(f"\r  {min(time.monotonic() - t0, seconds):4.1f} of "
+                             f"{seconds:g} s")
+            sys.stderr.flush()
+    if live:
+        sys.stderr.write("\r" + " " * 20 + "\r")
+    if reader.is_alive():
+        proc.kill()
+        reader.join(5)
+    return box.get("io", ("", "timed out"))
+
+
+def require_root() -> None:
+    """Exit with a plain message unless this process may make namespaces and devices."""
+    with open("/proc/self/status") as f:
+        caps = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
+    if not caps & (1 << 12) or not caps & (1 << 21):  # CAP_NET_ADMIN, CAP_SYS_ADMIN
+        sys.exit(f"forward.py: needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN, to make network "
+                 f"namespaces and TUN devices); try: sudo {sys.executable} {sys.argv[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,10 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.ns_a) != bool(args.ns_b):
         p.error("--ns-a and --ns-b go together")
     external = bool(args.ns_a)
+    require_root()
+    for tool in ("ip", "ping") + (("iperf3",) if args.iperf else ()):
+        if shutil.which(tool) is None:
+            sys.exit(f"forward.py: needs {tool} (apt-get install "
+                     f"{ {'ip': 'iproute2', 'ping': 'iputils-ping'}.get(tool, tool)})")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     made: list[str] = []
+    ok = True
     try:
         if external:
             ns_a, ns_b = args.ns_a, args.ns_b
@@ -278,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                     target=lambda: box.setdefault("c", run(pairs, stop, args.batch, args.offload)))
                 worker.start()
                 try:
-                    traffic(ns_a, ns_b, args.iperf)
+                    ok = traffic(ns_a, ns_b, args.iperf)
                     if args.seconds:
                         stop.wait(max(0.0, args.seconds - (time.monotonic() - t0)))
                 finally:
@@ -299,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for ns in made:
             netns_del(ns)
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
