@@ -79,8 +79,9 @@ tt_get_write_buffer(PyObject *obj, Py_buffer *view, const char *fname)
     return 0;
 }
 
+/* readinto() and _try_readinto(): flags TT_OP_TRY returns -1 on EAGAIN. */
 static PyObject *
-Device_readinto(DeviceObject *self, PyObject *arg)
+tt_readinto(DeviceObject *self, PyObject *arg, int flags)
 {
     Py_buffer view;
     Py_ssize_t n;
@@ -100,9 +101,26 @@ Device_readinto(DeviceObject *self, PyObject *arg)
         PyBuffer_Release(&view);
         return NULL;
     }
-    n = tt_io(self, 0, view.buf, (size_t)view.len);
+    n = tt_io_ex(self, 0, view.buf, (size_t)view.len, flags);
     PyBuffer_Release(&view);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
+}
+
+static PyObject *
+Device_readinto(DeviceObject *self, PyObject *arg)
+{
+    return tt_readinto(self, arg, 0);
+}
+
+PyDoc_STRVAR(Device__try_readinto__doc__,
+"_try_readinto($self, buffer, /)\n--\n\n"
+"readinto() that never waits and returns -1 instead of raising BlockingIOError\n"
+"when nothing is queued (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_readinto(DeviceObject *self, PyObject *arg)
+{
+    return tt_readinto(self, arg, TT_OP_TRY);
 }
 
 PyDoc_STRVAR(Device_read__doc__,
@@ -110,8 +128,9 @@ PyDoc_STRVAR(Device_read__doc__,
 "Read one packet and return it as bytes (at most size bytes; a longer packet is\n"
 "truncated by the kernel). Allocates one bytes object; readinto() does not.");
 
+/* read() and _try_read(): flags TT_OP_TRY returns None on EAGAIN. */
 static PyObject *
-Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+tt_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs, int flags)
 {
     Py_ssize_t size = 65536, n;
     PyObject *buf;
@@ -144,10 +163,10 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (buf == NULL) {
         return NULL;
     }
-    n = tt_io(self, 0, PyBytes_AS_STRING(buf), (size_t)size);
+    n = tt_io_ex(self, 0, PyBytes_AS_STRING(buf), (size_t)size, flags);
     if (n < 0) {
         Py_DECREF(buf);
-        return NULL;
+        return n == -1 ? NULL : Py_NewRef(Py_None);
     }
 #ifdef Py_LIMITED_API
     if (n != size) {
@@ -163,6 +182,23 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     return buf;
 }
 
+static PyObject *
+Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return tt_read(self, args, nargs, 0);
+}
+
+PyDoc_STRVAR(Device__try_read__doc__,
+"_try_read($self, size=65536, /)\n--\n\n"
+"read() that never waits and returns None instead of raising BlockingIOError\n"
+"when nothing is queued (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return tt_read(self, args, nargs, TT_OP_TRY);
+}
+
 PyDoc_STRVAR(Device_write__doc__,
 "write($self, data, /)\n--\n\n"
 "Write one packet (a bytes-like object) and return the number of bytes written.\n"
@@ -170,8 +206,9 @@ PyDoc_STRVAR(Device_write__doc__,
 "Raises the kernel's OSError for a malformed packet (EINVAL) or while the\n"
 "interface is down (EIO).");
 
+/* write() and _try_write(): flags TT_OP_TRY returns -1 on EAGAIN. */
 static PyObject *
-Device_write(DeviceObject *self, PyObject *arg)
+tt_write(DeviceObject *self, PyObject *arg, int flags)
 {
     Py_buffer view;
     Py_ssize_t n;
@@ -187,9 +224,26 @@ Device_write(DeviceObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
         return NULL;
     }
-    n = tt_io(self, 1, view.buf, (size_t)view.len);
+    n = tt_io_ex(self, 1, view.buf, (size_t)view.len, flags);
     PyBuffer_Release(&view);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
+}
+
+static PyObject *
+Device_write(DeviceObject *self, PyObject *arg)
+{
+    return tt_write(self, arg, 0);
+}
+
+PyDoc_STRVAR(Device__try_write__doc__,
+"_try_write($self, data, /)\n--\n\n"
+"write() that never waits and returns -1 instead of raising BlockingIOError\n"
+"when the device's send buffer is full (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_write(DeviceObject *self, PyObject *arg)
+{
+    return tt_write(self, arg, TT_OP_TRY);
 }
 
 /* -- fd and modes --------------------------------------------------------- */
@@ -322,6 +376,15 @@ static PyMethodDef Device_methods[] = {
     {"write", (PyCFunction)Device_write, METH_O, Device_write__doc__},
     {"read_batch", (PyCFunction)Device_read_batch, METH_O, Device_read_batch__doc__},
     {"write_batch", (PyCFunction)Device_write_batch, METH_O, Device_write_batch__doc__},
+    {"_try_readinto", (PyCFunction)Device__try_readinto, METH_O,
+     Device__try_readinto__doc__},
+    {"_try_read", (PyCFunction)(void (*)(void))Device__try_read, METH_FASTCALL,
+     Device__try_read__doc__},
+    {"_try_write", (PyCFunction)Device__try_write, METH_O, Device__try_write__doc__},
+    {"_try_read_batch", (PyCFunction)Device__try_read_batch, METH_O,
+     Device__try_read_batch__doc__},
+    {"_try_write_batch", (PyCFunction)(void (*)(void))Device__try_write_batch, METH_FASTCALL,
+     Device__try_write_batch__doc__},
     {"fileno", (PyCFunction)Device_fileno, METH_NOARGS, Device_fileno__doc__},
     {"close", (PyCFunction)Device_close, METH_NOARGS, Device_close__doc__},
     {"detach", (PyCFunction)Device_detach, METH_NOARGS, Device_detach__doc__},
@@ -361,6 +424,9 @@ static PyGetSetDef Device_getset[] = {
      "The MAC address 'aa:bb:cc:dd:ee:ff' (TAP only; ValueError on TUN).", NULL},
     {"vnet_hdr_size", (getter)Device_get_vnet_hdr_size, (setter)Device_set_vnet_hdr_size,
      "Size of the virtio-net header on VNET_HDR devices (10 or 12).", NULL},
+    {"sndbuf", (getter)Device_get_sndbuf, (setter)Device_set_sndbuf,
+     "Bytes of written packets the kernel may hold in flight before a write waits "
+     "(TUNGETSNDBUF/TUNSETSNDBUF; INT_MAX by default).", NULL},
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},
