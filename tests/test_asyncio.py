@@ -97,9 +97,10 @@ def test_slow_path_waits_for_the_packet(tun, kind):
         for op in ("read", "readinto", "read_batch"):
             buf = bytearray(2048)
             batch = tuntap.PacketBatch(8, 2048)
-            call = {"read": lambda: adev.read(), "readinto": lambda: adev.readinto(buf),
-                    "read_batch": lambda: adev.read_batch(batch)}[op]
-            task = asyncio.ensure_future(call())
+            coro = {"read": adev.read, "readinto": adev.readinto,
+                    "read_batch": adev.read_batch}[op]
+            args = {"read": (), "readinto": (buf,), "read_batch": (batch,)}[op]
+            task = asyncio.ensure_future(coro(*args))
             await settle()
             assert not task.done()
             assert adev._reading  # one registration while it waits
