@@ -313,15 +313,25 @@ def test_another_loop_gets_runtime_error_and_bad_arguments(tun, backend):
     adev = tanyio.AsyncDevice(tun.dev)
     assert adev.fileno() == tun.dev.fileno() and adev.device is tun.dev
 
+    sink = Sink(tun.local, 5630)  # no ICMP port-unreachable comes back to read
+
     async def first():
-        await adev.write(udp_to(tun.remote, tun.local, 9, 0))
+        await adev.write(udp_to(tun.remote, tun.local, 5630, 0))  # at once: binds nothing
+        with anyio.move_on_after(0.05):
+            await adev.read()  # waits: binds
 
     async def second():
+        await adev.write(udp_to(tun.remote, tun.local, 5630, 1))  # at once: fine
         with pytest.raises(RuntimeError, match="bound to the event loop"):
-            await adev.read()
+            await adev.read()  # has to wait, in another loop
+        await settle()
+        assert sink.drain() == [0, 1]
 
-    run(backend, first)
-    run(backend, second)
+    try:
+        run(backend, first)
+        run(backend, second)
+    finally:
+        sink.close()
 
     async def with_open():
         async with tanyio.open(unique_name()) as a:

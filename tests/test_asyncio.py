@@ -520,23 +520,38 @@ def test_device_down_while_writing_raises_eio(tun, kind):
 # -- loops, arguments --------------------------------------------------------------------
 
 
-def test_another_loop_gets_runtime_error(tun, kind):
+def test_waiting_on_another_loop_gets_runtime_error(tun, kind):
     adev = ta.AsyncDevice(tun.dev)
     sender = Sender(tun.remote)
 
     async def first():
-        sender.send(2)
+        sender.send(1)
         await settle()
-        return seq_of(await adev.read())
+        return seq_of(await adev.read())  # completes at once: binds nothing
+
+    async def waits_first():
+        task = asyncio.ensure_future(adev.read())  # binds the object to this loop
+        await settle()
+        sender.send(1)
+        return seq_of(await asyncio.wait_for(task, WAIT))
 
     async def second():
+        # A packet is queued: the call completes without touching the loop (as with
+        # asyncio.Queue.get on a non-empty queue).
+        sender.send(1)
+        await settle()
+        assert seq_of(await adev.read()) == 2
+        # This one has to wait, on another loop than the one the object is bound to.
+        with pytest.raises(RuntimeError, match="is bound to the event loop .* not the "
+                                               "running loop"):
+            await adev.read()
         with pytest.raises(RuntimeError, match="bound to the event loop"):
-            await adev.read()  # even with a packet queued
-        with pytest.raises(RuntimeError, match="bound to the event loop"):
-            await adev.write(b"\x45" * 20)
+            await adev.read_batch(tuntap.PacketBatch())
+        assert not adev._readers
 
     try:
         assert run(kind, first) == 0
+        assert run(kind, waits_first) == 1
         run(kind, second)
     finally:
         sender.close()

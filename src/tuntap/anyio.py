@@ -59,8 +59,9 @@ class AsyncDevice:
     The same calls as :class:`tuntap.asyncio.AsyncDevice`: ``await readinto(buf)``,
     ``await read(size)``, ``await read_batch(batch)``, ``await write(data)``,
     ``await write_batch(packets)``, ``close()``, ``await aclose()``, ``async with``,
-    ``device``, ``fileno()``. Bound to the event loop (trio run) it is first used in;
-    another one gets ``RuntimeError``. Closing while calls wait makes them raise
+    ``device``, ``fileno()``. Bound to the event loop (trio run) it first waits in; a
+    call that has to wait in another one gets ``RuntimeError`` (a call that completes
+    at once does not look, as in :mod:`tuntap.asyncio`). Closing while calls wait makes them raise
     ``ValueError("I/O operation on closed device")``; ``close()`` may be called from any
     thread.
 
@@ -101,7 +102,7 @@ class AsyncDevice:
         return f"<tuntap.anyio.AsyncDevice {self.device!r}>"
 
     def _bind(self) -> None:
-        loop = _loop_identity()
+        loop = _loop_identity()  # also fails outside a running loop
         if self._loop is None:
             self._loop = loop
             self._thread = threading.get_ident()
@@ -124,8 +125,6 @@ class AsyncDevice:
     # -- reads and writes ---------------------------------------------------------------
     async def readinto(self, buffer: _Buffer) -> int:
         """Read one packet into a writable bytes-like object; return its length."""
-        if self._loop is not _loop_identity():
-            self._bind()
         if not self._rwaiting:
             n: int = self._try_readinto(buffer)
             if n != -1:
@@ -134,8 +133,6 @@ class AsyncDevice:
 
     async def read(self, size: int = 65536) -> bytes:
         """Read one packet and return it as bytes (at most ``size`` bytes)."""
-        if self._loop is not _loop_identity():
-            self._bind()
         if not self._rwaiting:
             data: bytes | None = self._try_read(size)
             if data is not None:
@@ -145,8 +142,6 @@ class AsyncDevice:
     async def read_batch(self, batch: _tuntap.PacketBatch) -> int:
         """Replace the batch's contents with up to ``batch.capacity`` packets; return
         how many. A cancelled call leaves the batch empty and reads nothing."""
-        if self._loop is not _loop_identity():
-            self._bind()
         if not self._rwaiting:
             n: int = self._try_read_batch(batch)
             if n != -1:
@@ -154,6 +149,7 @@ class AsyncDevice:
         return await self._read_slow(self._try_read_batch, batch, -1)  # type: ignore[no-any-return]
 
     async def _read_slow(self, fn: Any, arg: Any, again: object) -> Any:
+        self._bind()
         if self._closed:
             raise ValueError(_CLOSED)
         assert self._rlock is not None
@@ -173,8 +169,6 @@ class AsyncDevice:
 
     async def write(self, data: _Buffer) -> int:
         """Write one packet; waits while the send buffer is full, in order."""
-        if self._loop is not _loop_identity():
-            self._bind()
         if not self._wwaiting:
             n: int = self._try_write(data)
             if n != -1:
@@ -184,8 +178,6 @@ class AsyncDevice:
     async def write_batch(self, packets: _Packets) -> int:
         """Write a :class:`tuntap.PacketBatch` or a sequence of packets, all of them
         (or, if a write after the first fails, the count written so far)."""
-        if self._loop is not _loop_identity():
-            self._bind()
         total = len(packets)
         done = 0
         if not self._wwaiting:
@@ -196,6 +188,7 @@ class AsyncDevice:
         return await self._write_slow(packets, (done, total))
 
     async def _write_slow(self, arg: Any, batch: tuple[int, int] | None) -> int:
+        self._bind()
         if self._closed:
             raise ValueError(_CLOSED)
         assert self._wlock is not None

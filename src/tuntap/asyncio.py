@@ -63,7 +63,6 @@ __all__ = [
 _CLOSED = "I/O operation on closed device"
 # A detached queue polls POLLERR but reads EAGAIN (docs/kernel.md): look again this often.
 _DETACHED_RECHECK = 0.05
-_get_running_loop = asyncio._get_running_loop
 
 _Buffer = Any  # a bytes-like object (collections.abc.Buffer from 3.12 on)
 _Packets = Union[_tuntap.PacketBatch, Sequence[Any]]
@@ -106,8 +105,11 @@ class AsyncDevice:
     """An open :class:`tuntap.Device` for asyncio (default loop or uvloop).
 
     ``AsyncDevice(device)`` switches the device to non-blocking mode and wraps it. The
-    object is bound to the event loop it is first used on; a call from another loop
-    raises ``RuntimeError``. Closing (``close()``, ``await aclose()``, ``async with``)
+    object is bound to the event loop it first waits on; a call that has to wait from
+    another loop raises ``RuntimeError``. (As ``asyncio.Lock`` and ``asyncio.Queue`` do:
+    a call that completes at once, because a packet was queued or the send buffer had
+    room, never touches the loop, so it does not check which one runs it; that check
+    would cost more than a third of the try-first path.) Closing (``close()``, ``await aclose()``, ``async with``)
     closes the device and makes every waiting call raise
     ``ValueError("I/O operation on closed device")``; ``close()`` may be called from any
     thread.
@@ -160,6 +162,7 @@ class AsyncDevice:
 
     # -- loop binding ---------------------------------------------------------------
     def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop, which must be the one this object waits on (the first)."""
         loop = asyncio.get_running_loop()  # RuntimeError outside a running loop
         if self._loop is None:
             self._loop = loop
@@ -191,8 +194,6 @@ class AsyncDevice:
         OSError
             The kernel's error (EFAULT/EBADFD: the interface was deleted).
         """
-        if self._loop is not _get_running_loop():
-            self._bind()
         if not self._readers and not self._pushback:
             n: int = self._try_readinto(buffer)
             if n != -1:
@@ -201,8 +202,6 @@ class AsyncDevice:
 
     async def read(self, size: int = 65536) -> bytes:
         """Read one packet and return it as bytes (at most ``size`` bytes)."""
-        if self._loop is not _get_running_loop():
-            self._bind()
         if not self._readers and not self._pushback:
             data: bytes | None = self._try_read(size)
             if data is not None:
@@ -217,8 +216,6 @@ class AsyncDevice:
         is cancelled, the batch is left empty and any packets already read for it are
         returned by the next read.
         """
-        if self._loop is not _get_running_loop():
-            self._bind()
         if not self._readers and not self._pushback:
             n: int = self._try_read_batch(batch)
             if n != -1:
@@ -364,8 +361,6 @@ class AsyncDevice:
         ValueError
             Empty packet, closed device.
         """
-        if self._loop is not _get_running_loop():
-            self._bind()
         if not self._writers:
             n: int = self._try_write(data)
             if n != -1:
@@ -379,8 +374,6 @@ class AsyncDevice:
         or, if a write after the first fails, the count written so far (the sync API's
         rule); if the first fails it raises.
         """
-        if self._loop is not _get_running_loop():
-            self._bind()
         done = 0
         if not self._writers:
             n: int = self._try_write_batch(packets)
