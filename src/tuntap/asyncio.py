@@ -109,8 +109,8 @@ class AsyncDevice:
     another loop raises ``RuntimeError``. (As ``asyncio.Lock`` and ``asyncio.Queue`` do:
     a call that completes at once, because a packet was queued or the send buffer had
     room, never touches the loop, so it does not check which one runs it; that check
-    would cost more than a third of the try-first path.) Closing (``close()``, ``await aclose()``, ``async with``)
-    closes the device and makes every waiting call raise
+    would cost more than a third of the try-first path.) Closing (``close()``,
+    ``await aclose()``, ``async with``) closes the device and makes every waiting call raise
     ``ValueError("I/O operation on closed device")``; ``close()`` may be called from any
     thread.
 
