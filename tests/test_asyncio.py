@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import json
 import os
 import random
 import subprocess
@@ -641,3 +642,17 @@ def test_example_async_ping_responder_answers_ping(kind):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "3 packets transmitted, 3 received" in r.stdout
     assert "answered 3 echo requests" in r.stdout
+
+
+@pytest.mark.parametrize("mode", ["asyncio", "await"])
+def test_example_forward_asyncio_modes_carry_ping(kind, mode):
+    """examples/forward.py --mode asyncio (create_endpoint) / await (AsyncDevice tasks)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = os.path.join(os.path.dirname(here), "examples", "forward.py")
+    r = subprocess.run([sys.executable, script, "--mode", mode, "--loop", kind],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 packets transmitted, 3 received" in r.stdout
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    assert stats["forwarder"] == f"tuntap-{mode}-{kind}"
+    assert all(d["packets"] >= 3 and d["dropped"] == 0 for d in stats["directions"])

@@ -55,6 +55,8 @@ run_suite() {
     mkdir -p "$tdir"
     cp -r "$root/tests" "$tdir/tests"
     cp "$root/pyproject.toml" "$tdir/"
+    # examples/ too: tests run the example programs (e.g. async_ping_responder.py).
+    cp -r "$root/examples" "$tdir/examples"
     if [ -d "$root/benchmarks" ]; then
         mkdir -p "$tdir/benchmarks"
         find "$root/benchmarks" -maxdepth 1 -type f -exec cp {} "$tdir/benchmarks/" \;
