@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cpu = _bench.pin_cpu(args.cpu)
     fifo = False if args.no_fifo else _bench.set_realtime()
-    floor = _bench.compile_cfloor(_bench.CFLOOR_SOURCE, os.path.join(HERE, "_build"))
+    floor = _bench.compile_cfloor(os.path.join(HERE, "_build"))
     loops = loop_factories()
     ms = [_bench.cfloor_methods(floor)[0], *methods(loops)]
     with open("/proc/loadavg") as f:
