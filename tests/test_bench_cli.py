@@ -373,6 +373,7 @@ def test_udp_packet_has_a_valid_ipv4_header_checksum() -> None:
     pkt = _bench.udp4_packet("10.0.0.2", "10.0.0.1", 4000, 9999, b"x" * 64)
     assert len(pkt) == 20 + 8 + 64
     assert tuntap.checksum(pkt[:20]) == 0  # a correct header sums to 0xffff
+    assert pkt[10:12] == bytes.fromhex("268f")  # what scapy computes for this header
     assert pkt[9] == 17 and pkt[16:20] == bytes([10, 0, 0, 1])
     assert pkt[2:4] == (92).to_bytes(2, "big") and pkt[24:26] == (72).to_bytes(2, "big")
 
