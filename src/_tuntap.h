@@ -157,6 +157,9 @@ PyObject *tt_oserror(int err, const char *syscall, const char *ifname, const cha
 
 /* The same with OSError.filename set to `path` ("<strerror>: <syscall>"). */
 PyObject *tt_oserror_path(int err, const char *syscall, const char *path);
+/* ... and a hint after the syscall ("<strerror>: <syscall><hint>"; hint may be NULL). */
+PyObject *tt_oserror_path_hint(int err, const char *syscall, const char *path,
+                               const char *hint);
 
 /* ValueError("I/O operation on closed device"). Always NULL. */
 PyObject *tt_closed_error(void);
@@ -254,6 +257,16 @@ extern const char tt_features__doc__[];
 
 /* A DeviceObject of `type` with every fd -1 and its netlink lock, or NULL. */
 DeviceObject *tt_device_alloc(PyTypeObject *type);
+
+/* GIL held. A netns= argument (None, a name under /var/run/netns, a path, an open
+ * fd) as an fd to setns() into: -1 for None, -2 with an exception; *owned says
+ * the caller must close it; `label` gets what to call it in messages. */
+int tt_resolve_netns(PyObject *netns, int *owned, char *label, size_t labelsize);
+
+/* No GIL. A NETLINK_ROUTE socket opened inside network namespace `nsfd` (< 0: the
+ * calling thread's); the thread returns to its own namespace. -1 with errno and
+ * *what naming the failing call. */
+int tt_netns_socket(int nsfd, const char **what);
 
 /* ------------------------------------------------------------------------ */
 /* control.c: interface control (GIL held)                                   */

@@ -124,8 +124,12 @@ tt_raise(DeviceObject *self, const tt_op *op, ssize_t r, int err)
         PyErr_Format(PyExc_TimeoutError, "%s on '%s' timed out", call, self->name);
     }
     else if (err == EAGAIN && op->events != 0) {
-        /* OSError(EAGAIN, ...) is BlockingIOError */
-        tt_oserror(EAGAIN, call, self->name, " (nothing queued, non-blocking mode)");
+        /* OSError(EAGAIN, ...) is BlockingIOError. A write gets EAGAIN when the
+         * queue's send buffer is full (drivers/net/tun.c: tun_alloc_skb waits for
+         * sk_sndbuf, TUNSETSNDBUF), a read when no packet is queued. */
+        tt_oserror(EAGAIN, call, self->name,
+                   op->events & POLLOUT ? " (the send buffer is full, non-blocking mode)"
+                                        : " (nothing queued, non-blocking mode)");
     }
     else if (err == EFAULT || err == EBADFD) {
         /* drivers/net/tun.c: tun_detach on unregister wakes readers with EFAULT; the
