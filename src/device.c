@@ -342,6 +342,16 @@ static PyMethodDef Device_methods[] = {
      Device_detach_queue__doc__},
     {"set_offload", (PyCFunction)Device_set_offload, METH_O, Device_set_offload__doc__},
     {"_address", (PyCFunction)Device__address, METH_VARARGS, Device__address__doc__},
+    {"set_steering_program", (PyCFunction)Device_set_steering_program, METH_O,
+     Device_set_steering_program__doc__},
+    {"set_filter_program", (PyCFunction)Device_set_filter_program, METH_O,
+     Device_set_filter_program__doc__},
+    {"attach_filter", (PyCFunction)Device_attach_filter, METH_O,
+     Device_attach_filter__doc__},
+    {"detach_filter", (PyCFunction)Device_detach_filter, METH_NOARGS,
+     Device_detach_filter__doc__},
+    {"set_mac_filter", (PyCFunction)(void (*)(void))Device_set_mac_filter,
+     METH_VARARGS | METH_KEYWORDS, Device_set_mac_filter__doc__},
     {NULL, NULL, 0, NULL},
 };
 
@@ -364,6 +374,20 @@ static PyGetSetDef Device_getset[] = {
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},
+    {"carrier", (getter)Device_get_carrier, (setter)Device_set_carrier,
+     "Whether the link has carrier (rtnetlink IFLA_CARRIER; set with TUNSETCARRIER). "
+     "Off, the kernel sends nothing to the device. Turning it on needs an attached "
+     "queue (PermissionError otherwise).", NULL},
+#ifdef TUNSETVNETLE
+    {"vnet_le", (getter)Device_get_vnet_le, (setter)Device_set_vnet_le,
+     "Vnet headers in little-endian order whatever the host's (TUNSETVNETLE; "
+     "virtio 1.0 devices).", NULL},
+#endif
+#ifdef TUNSETVNETBE
+    {"vnet_be", (getter)Device_get_vnet_be, (setter)Device_set_vnet_be,
+     "Legacy vnet headers in big-endian order (TUNSETVNETBE); a kernel without "
+     "CONFIG_TUN_VNET_CROSS_LE refuses True with OSError(EINVAL).", NULL},
+#endif
     {NULL, NULL, NULL, NULL, NULL},
 };
 
