@@ -264,9 +264,6 @@ extern const char Device_fromfd__doc__[];
 PyObject *tt_features(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char tt_features__doc__[];
 
-/* A DeviceObject of `type` with every fd -1 and its netlink lock, or NULL. */
-DeviceObject *tt_device_alloc(PyTypeObject *type);
-
 /* GIL held. A netns= argument (None, a name under /var/run/netns, a path, an open
  * fd) as an fd to setns() into: -1 for None, -2 with an exception; *owned says
  * the caller must close it; `label` gets what to call it in messages. */

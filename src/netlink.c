@@ -90,51 +90,47 @@ tt_nl_addattr(struct nlmsghdr *h, size_t cap, int type, const void *data, size_t
 }
 
 /* IFLA_INFO_DATA of a "tun" link: the IFLA_TUN_* attributes (drivers/net/tun.c:
- * tun_fill_info). */
+ * tun_fill_info), each a u8 (payload 1) or a u32 (payload 4). */
 static void
 tt_parse_tun_data(const struct rtattr *rta, int len, tt_linkinfo *li)
 {
+    uint32_t v[IFLA_TUN_MAX + 1] = {0};
+    unsigned char seen[IFLA_TUN_MAX + 1] = {0};
+
     for (; TT_RTA_OK(rta, len); rta = TT_RTA_NEXT(rta, len)) {
-        switch (rta->rta_type) {
-        case IFLA_TUN_TYPE:
-            li->type = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_PI:
-            li->pi = (int)tt_rta_u8(rta);
-            li->has_pi = 1;
-            break;
-        case IFLA_TUN_VNET_HDR:
-            li->vnet_hdr = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_PERSIST:
-            li->persist = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_MULTI_QUEUE:
-            li->multi_queue = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_OWNER:
-            li->owner = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_GROUP:
-            li->group = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_NUM_QUEUES:
-            li->num_queues = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_NUM_DISABLED_QUEUES:
-            li->num_disabled_queues = tt_rta_u32(rta);
-            break;
-        default:
-            break;
+        size_t n = RTA_PAYLOAD(rta);
+        if (rta->rta_type > IFLA_TUN_MAX || n == 0) {
+            continue;
         }
+        if (n >= sizeof(uint32_t)) {
+            memcpy(&v[rta->rta_type], RTA_DATA(rta), sizeof(uint32_t));
+        }
+        else {
+            v[rta->rta_type] = *(const uint8_t *)RTA_DATA(rta);
+        }
+        seen[rta->rta_type] = 1;
     }
+    li->type = (int)(v[IFLA_TUN_TYPE] & 0xff);
+    li->pi = (int)(v[IFLA_TUN_PI] & 0xff);
+    li->has_pi = seen[IFLA_TUN_PI];
+    li->vnet_hdr = (int)(v[IFLA_TUN_VNET_HDR] & 0xff);
+    li->persist = (int)(v[IFLA_TUN_PERSIST] & 0xff);
+    li->multi_queue = (int)(v[IFLA_TUN_MULTI_QUEUE] & 0xff);
+    if (seen[IFLA_TUN_OWNER]) {
+        li->owner = v[IFLA_TUN_OWNER];
+    }
+    if (seen[IFLA_TUN_GROUP]) {
+        li->group = v[IFLA_TUN_GROUP];
+    }
+    li->num_queues = v[IFLA_TUN_NUM_QUEUES];
+    li->num_disabled_queues = v[IFLA_TUN_NUM_DISABLED_QUEUES];
 }
 
 int
 tt_nl_parse_link(const struct nlmsghdr *h, tt_linkinfo *li)
 {
     const struct ifinfomsg *ifi = NLMSG_DATA(h);
-    const struct rtattr *rta, *sub;
+    const struct rtattr *rta, *sub, *data = NULL;
     int len, sublen;
 
     memset(li, 0, sizeof(*li));
@@ -173,13 +169,17 @@ tt_nl_parse_link(const struct nlmsghdr *h, tt_linkinfo *li)
                     li->is_tun = strcmp(li->kind, "tun") == 0;
                 }
                 else if (sub->rta_type == IFLA_INFO_DATA) {
-                    tt_parse_tun_data(RTA_DATA(sub), (int)RTA_PAYLOAD(sub), li);
+                    data = sub;
                 }
             }
             break;
         default:
             break;
         }
+    }
+    /* Another kind's IFLA_INFO_DATA holds its own attributes (IFLA_BR_*, ...). */
+    if (li->is_tun && data != NULL) {
+        tt_parse_tun_data(RTA_DATA(data), (int)RTA_PAYLOAD(data), li);
     }
     return 0;
 }

@@ -58,7 +58,11 @@ class Device(_tuntap.Device):
 
     @property
     def flags(self) -> Flags:
-        """The flags as the kernel holds them, packet info included."""
+        """The flags as the kernel holds them, packet info included.
+
+        Packet info is read from rtnetlink: ``TUNGETIFF`` reports 0x1000 (``NOFILTER``,
+        the same bit as ``NO_PI``) either way (docs/kernel.md, "Flags").
+        """
         return Flags(_tuntap.Device.flags.__get__(self))
 
     def __enter__(self) -> Device:
@@ -191,9 +195,10 @@ def delete(name: str, *, netns: NetNs | None = None) -> None:
             break
     else:
         kind = _tuntap._link_kind(name, netns)
+        if kind:
+            raise ValueError(f"{name!r} is a {kind!r} interface, not a TUN/TAP device")
         if kind is not None:
-            what = f"a {kind!r} interface" if kind else "an interface"
-            raise ValueError(f"{name!r} is {what}, not a TUN/TAP device")
+            raise ValueError(f"{name!r} is not a TUN/TAP device")
         raise FileNotFoundError(2, f"No such TUN/TAP device: {name!r}")
     keep = Flags.TUN | Flags.TAP | Flags.NO_PI | Flags.VNET_HDR | Flags.MULTI_QUEUE
     with Device(name, info.flags & keep, netns=netns) as dev:
@@ -225,7 +230,8 @@ def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS, *,
     ValueError
         ``count`` < 1, or the errors of :class:`Device`.
     OSError
-        ``E2BIG`` past the kernel's 256 queues; ``EINVAL`` when ``name`` is a
+        ``E2BIG`` past the kernel's 256 queues (detached ones count, docs/kernel.md
+        "Multi-queue and detached queues"); ``EINVAL`` when ``name`` is a
         single-queue device or its open queues use other packet info/``VNET_HDR``
         (the message says which); and the errors of :class:`Device`.
     """
