@@ -14,6 +14,7 @@
  *               (ioctls and rtnetlink)
  *   filter.c    per-packet kernel filters: eBPF steering/filter, classic BPF,
  *               the MAC filter
+ *   links.c     the TUN/TAP links of any namespace (list_devices, delete)
  *   batch.c     the PacketBatch type and Device.read_batch/write_batch
  *   packet.c    segment() and checksum(): wrappers of the pure-C units
  *   netlink.c   rtnetlink messages (pure C, netlink.h)
@@ -342,6 +343,7 @@ TT_METHOD(detach_filter);
 PyObject *Device_set_mac_filter(DeviceObject *self, PyObject *args, PyObject *kwds);
 extern const char Device_set_mac_filter__doc__[];
 
+/* links.c: the links of a namespace (GIL held) */
 PyObject *tt_list_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char tt_list_links__doc__[];
 PyObject *tt_link_kind(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
