@@ -223,6 +223,8 @@ def test_delete_and_list_in_a_missing_namespace_are_file_not_found():
     assert ei.value.filename == "/var/run/netns/tt-no-such-netns-xyz"
     with pytest.raises(FileNotFoundError):
         tuntap.delete("tun0", netns="tt-no-such-netns-xyz")
+    with pytest.raises(FileNotFoundError):
+        tuntap.open_queues(unique_name(), 2, netns="tt-no-such-netns-xyz")
     with pytest.raises(TypeError):
         tuntap.list_devices(netns=1.5)
 
@@ -273,3 +275,41 @@ def test_readme_netns_example_creates_and_deletes_there(named_netns):
     assert "tun1" in {i.name for i in tuntap.list_devices(netns=named_netns)}
     tuntap.delete("tun1", netns=named_netns)
     assert "tun1" not in {i.name for i in tuntap.list_devices(netns=named_netns)}
+
+
+def test_filters_and_steering_act_on_a_device_in_another_namespace(named_netns):
+    """The ioctls go to the fd, which belongs to the device's namespace: traffic sent
+    over there is steered and cut as on a device of ours."""
+    import bpfprog
+
+    net = unique_net()
+    queues = tuntap.open_queues(unique_name(), 2, netns=named_netns)
+    fds = [bpfprog.load(bpfprog.return_constant(1)), bpfprog.load(bpfprog.return_constant(28))]
+    try:
+        queues[0].add_address(net.cidr)
+        queues[0].up()
+        queues[0].set_steering_program(fds[0])   # everything to queue 1
+        queues[1].set_filter_program(fds[1])     # cut to the IPv4 + UDP headers
+        with in_netns(f"/var/run/netns/{named_netns}"):
+            s = udp_socket()
+        with s:
+            for _ in range(4):
+                s.sendto(b"x" * 100, (net.remote, 7803))
+        pkts = []
+        queues[1].settimeout(WAIT)
+        for _ in range(50):
+            pkt = queues[1].read()
+            if len(pkt) >= 28 and is_udp4_to(pkt, net.remote, 7803):
+                pkts.append(pkt)
+            if len(pkts) == 4:
+                break
+        assert [len(p) for p in pkts] == [28] * 4
+        queues[0].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            for _ in range(100):  # whatever queue 0 holds, none of it is ours
+                assert not is_udp4_to(queues[0].read(), net.remote, 7803)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for q in queues:
+            q.close()
