@@ -43,7 +43,8 @@ class Device(_tuntap.Device):
     ------
     ValueError
         Bad name (longer than 15 bytes, ``/``, ``:``, whitespace, NUL) or flags
-        (unknown bits, not exactly one of TUN/TAP), before any syscall.
+        (unknown bits, not exactly one of TUN/TAP, ``NAPI_FRAGS`` without ``NAPI``
+        and ``TAP``), before any syscall.
     FileExistsError
         ``Flags.TUN_EXCL`` and the interface exists.
     PermissionError
@@ -51,7 +52,17 @@ class Device(_tuntap.Device):
     FileNotFoundError
         ``path`` or the namespace does not exist.
     OSError
-        Any other kernel refusal, errno kept, interface and syscall in the message.
+        Any other kernel refusal, errno kept, interface and syscall in the message;
+        where the kernel gives only ``EINVAL`` the message says why (not a TUN/TAP
+        interface, the other type, single- vs multi-queue, or a queue joining a
+        multi-queue device with other packet info / ``VNET_HDR`` than it has).
+
+    Notes
+    -----
+    The offloads, the vnet header size and byte order belong to the device, not the
+    fd. An fd without ``VNET_HDR`` always starts with no offloads; the first fd with
+    ``VNET_HDR`` starts from the defaults (no offloads, 10-byte header, host order); a
+    queue joining a multi-queue device keeps what the queues before it set.
     """
 
     __slots__ = ("__weakref__",)
