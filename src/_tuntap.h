@@ -214,6 +214,10 @@ struct tt_op {
 };
 #define TT_OP_CTL 1 /* op->fd is the control socket, not the device fd */
 #define TT_OP_RAW 2 /* an OS error returns -1 with op->err and no exception */
+/* Never wait, whatever the device's mode: EAGAIN returns -1 with op->err = EAGAIN and
+ * no exception; every other error raises as without the flag (the asyncio layer's
+ * "try first": raising and catching BlockingIOError would cost more than the read). */
+#define TT_OP_TRY 4
 
 /* GIL held. Run `op` on `self` (the only place that releases the GIL around a
  * device syscall): checks the device is open, raises the busy count, releases
@@ -254,6 +258,9 @@ int tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const cha
 /* GIL held. One packet read (is_write 0) or written through the engine. Bytes
  * moved, or -1 with an exception. */
 Py_ssize_t tt_io(DeviceObject *self, int is_write, void *buf, size_t len);
+/* The same with TT_OP_* flags (TT_OP_TRY: -1 with op.err EAGAIN is returned as -2,
+ * no exception). */
+Py_ssize_t tt_io_ex(DeviceObject *self, int is_write, void *buf, size_t len, int flags);
 
 /* ------------------------------------------------------------------------ */
 /* open.c: making devices (GIL held)                                         */
@@ -314,6 +321,8 @@ TT_SETTER(hwaddr);
 TT_GETTER(vnet_hdr_size);
 TT_SETTER(vnet_hdr_size);
 TT_GETTER(header_size);
+TT_GETTER(sndbuf);
+TT_SETTER(sndbuf);
 /* Closures of the ifint getter/setter pair (which SIOC ioctls, which name). */
 typedef struct {
     unsigned long get, set;
@@ -355,6 +364,10 @@ extern const char tt_link_kind__doc__[];
 
 TT_METHOD(read_batch);
 TT_METHOD(write_batch);
+/* The non-raising "try first" forms for tuntap.asyncio/anyio: never wait; -1 on
+ * EAGAIN instead of BlockingIOError; every other error raises like the sync API. */
+TT_METHOD(_try_read_batch);
+TT_FASTMETHOD(_try_write_batch);
 
 PyObject *tt_segment(PyObject *module, PyObject *args, PyObject *kwargs);
 extern const char tt_segment__doc__[];

@@ -9,12 +9,10 @@ bytes a PacketBatch asked for, and which direction a non-blocking call was refus
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import shutil
 import socket
-import struct
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +33,6 @@ from netutil import (
 )
 
 Flags = tuntap.Flags
-TUNSETSNDBUF = 0x400454D4  # _IOW('T', 212, int)
 
 
 @pytest.mark.needs_tun
@@ -185,7 +182,7 @@ def test_nonblocking_write_refused_says_the_send_buffer_is_full(
                        capture_output=True, timeout=10)
         for name in (src.name, dst.name, br):
             ip("link", "set", name, "up")
-        fcntl.ioctl(src.fileno(), TUNSETSNDBUF, struct.pack("i", 1))
+        src.sndbuf = 1
         frame = (mac_bytes("02:00:5e:00:00:02") + mac_bytes("02:00:5e:00:00:01")
                  + b"\x88\xb5" + bytes(5000))
         src.setblocking(False)
@@ -194,9 +191,9 @@ def test_nonblocking_write_refused_says_the_send_buffer_is_full(
                 src.write(frame)
         assert ei.value.errno == errno.EAGAIN
         assert str(ei.value) == (f"[Errno 11] Resource temporarily unavailable: write() "
-                                 f"on '{src.name}' (the send buffer is full, non-blocking "
-                                 "mode)")
-        with pytest.raises(BlockingIOError, match=re.escape("(the send buffer is full")):
+                                 f"on '{src.name}' (send buffer full, non-blocking mode)")
+        with pytest.raises(BlockingIOError,
+                           match=re.escape("(send buffer full, non-blocking mode)")):
             src.write_batch([frame, frame])
         with pytest.raises(BlockingIOError) as ei:
             src.read()

@@ -57,6 +57,8 @@ run_suite() {
     cp -r "$root/tests" "$tdir/tests"
     cp -r "$root/docs" "$tdir/docs"
     cp "$root/pyproject.toml" "$tdir/"
+    # examples/ too: tests run the example programs (e.g. async_ping_responder.py).
+    cp -r "$root/examples" "$tdir/examples"
     if [ -d "$root/benchmarks" ]; then
         mkdir -p "$tdir/benchmarks"
         find "$root/benchmarks" -maxdepth 1 -type f -exec cp {} "$tdir/benchmarks/" \;
