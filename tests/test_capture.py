@@ -261,11 +261,8 @@ def test_capture_strips_packet_info_and_keeps_the_packet_exact(tmp_path: Path,
 
 
 def _offload_device(name: str, net: Any) -> None:
-    """A persistent VNET_HDR device whose offload mask takes UDP super-packets (USO)."""
+    """A persistent VNET_HDR device (the capture takes the offloads: --offload)."""
     add_device(name, "--no-pi", "--vnet-hdr", address=net.cidr)
-    with tuntap.Device(name, F.TUN | F.NO_PI | F.VNET_HDR) as dev:
-        # The mask is device state: it stays for the capture that attaches next.
-        dev.set_offload(tuntap.Offload.CSUM | tuntap.Offload.USO4 | tuntap.Offload.USO6)
 
 
 def _send_super_datagram(net: Any, size: int, gso: int) -> None:
@@ -281,7 +278,8 @@ def test_capture_records_a_gso_super_packet_whole(tmp_path: Path,
     cleanup_links.append(name)
     _offload_device(name, net)
     out = tmp_path / "gso.pcap"
-    proc = start_capture(name, "-w", str(out), "-c", "1", "--timeout", "10")
+    proc = start_capture(name, "-w", str(out), "-c", "1", "--timeout", "10",
+                         "--offload", "csum,uso")
     _send_super_datagram(net, 4096, 1024)
     rc, err = finish(proc)
     assert rc == 0, err
@@ -298,7 +296,8 @@ def test_capture_segment_records_what_the_wire_would_carry(tmp_path: Path,
     cleanup_links.append(name)
     _offload_device(name, net)
     out = tmp_path / "seg.pcap"
-    proc = start_capture(name, "-w", str(out), "-c", "4", "--timeout", "10", "--segment")
+    proc = start_capture(name, "-w", str(out), "-c", "4", "--timeout", "10", "--segment",
+                         "--offload", "csum,uso4,uso6")
     _send_super_datagram(net, 4096, 1024)
     rc, err = finish(proc)
     assert rc == 0, err
@@ -318,6 +317,39 @@ def test_capture_segment_needs_a_vnet_hdr_device(ptun: Any) -> None:
     assert r.returncode == 1
     assert r.stderr.endswith(f"error: --segment needs a VNET_HDR device; {tun.name} has no "
                              "vnet header\n")
+
+
+@pytestmark_tun
+def test_capture_without_offload_records_what_the_kernel_segmented(
+        tmp_path: Path, cleanup_links: list[str]) -> None:
+    name, net = unique_name(), unique_net()
+    cleanup_links.append(name)
+    _offload_device(name, net)
+    out = tmp_path / "plain.pcap"
+    proc = start_capture(name, "-w", str(out), "-c", "4", "--timeout", "10")
+    _send_super_datagram(net, 4096, 1024)
+    rc, err = finish(proc)
+    assert rc == 0, err
+    assert [len(p.data) for p in pcap_packets(out)] == [20 + 8 + 1024] * 4
+
+
+@pytestmark_tun
+def test_capture_offload_needs_a_vnet_hdr_device(ptun: Any) -> None:
+    r = tt("capture", ptun.name, "-w", "/dev/null", "--offload", "csum", "--timeout", "1")
+    assert r.returncode == 1
+    assert r.stderr.endswith(f"error: --offload needs a VNET_HDR device; {ptun.name} has no "
+                             f"vnet header (tuntap add {ptun.name} --vnet-hdr)\n")
+
+
+def test_capture_offload_names_are_checked() -> None:
+    from tuntap._cli.capture import parse_offloads
+
+    o = tuntap.Offload
+    assert parse_offloads("csum, TSO4,uso") == o.CSUM | o.TSO4 | o.USO4 | o.USO6
+    assert parse_offloads("") == o(0)
+    r = tt("capture", "t0", "-w", "x", "--offload", "csum,gro")
+    assert r.returncode == 2
+    assert "argument --offload: unknown offload 'gro' (known: csum, tso4" in r.stderr
 
 
 @pytestmark_tun

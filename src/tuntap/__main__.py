@@ -168,6 +168,16 @@ def _owner(kind: str) -> Callable[[str], int]:
     return parse
 
 
+def _offloads(text: str) -> Any:
+    """An argparse ``type``: a comma-separated list of offloads (tuntap.Offload)."""
+    from tuntap._cli.capture import parse_offloads
+
+    try:
+        return parse_offloads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -288,9 +298,9 @@ def _add_capture(sub: Subparsers) -> None:
              "it), so it cannot run beside another program holding a single-queue device. "
              "Writes a pcap file that tcpdump, tshark, Wireshark and scapy read: IP "
              "packets (link type RAW) for TUN, Ethernet frames for TAP. The packet-info and "
-             "virtio-net headers are stripped; on a VNET_HDR device with offloads a GSO "
-             "super-packet is recorded whole (up to 64 KiB), or with --segment as the "
-             "MTU-sized packets it stands for.",
+             "virtio-net headers are stripped. On a VNET_HDR device, --offload takes GSO "
+             "super-packets from the kernel: each is recorded whole (up to 64 KiB), or "
+             "with --segment as the MTU-sized packets it stands for.",
              "Stops after -c packets, after --timeout seconds, or on Ctrl-C (exit status "
              "0). A live count is shown when stderr is a terminal.")
     p.add_argument("name", type=_ifname, metavar="NAME")
@@ -300,8 +310,11 @@ def _add_capture(sub: Subparsers) -> None:
                    help="stop after N packets")
     p.add_argument("--timeout", type=_positive_float, metavar="S",
                    help="stop after S seconds")
+    p.add_argument("--offload", type=_offloads, metavar="LIST",
+                   help="VNET_HDR devices: the offloads to take, e.g. csum,tso4,tso6,uso "
+                        "(default none: the kernel then segments everything itself)")
     p.add_argument("--segment", action="store_true",
-                   help="VNET_HDR devices: record each GSO super-packet as its segments "
+                   help="with --offload: record each GSO super-packet as its segments "
                         "(tuntap.segment), checksums completed")
     _netns_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no live packet count")
@@ -312,7 +325,7 @@ def _run_capture(args: argparse.Namespace) -> int:
     from tuntap._cli import capture
 
     return capture.capture(args.name, args.write, count=args.count, timeout=args.timeout,
-                           netns=args.netns, segment=args.segment,
+                           netns=args.netns, segment=args.segment, offload=args.offload,
                            progress=False if args.no_progress else None)
 
 

@@ -3,8 +3,9 @@
 What is recorded: each packet exactly as the kernel handed it to the device's fd, minus the
 per-packet headers tuntap itself deals with. The 4-byte packet-info header (devices
 without ``NO_PI``) and the virtio-net header (``VNET_HDR`` devices) are stripped, so the
-file holds IP packets (``LINKTYPE_RAW``) for TUN and Ethernet frames for TAP. On a
-``VNET_HDR`` device with offloads the kernel hands over GSO super-packets: each is recorded
+file holds IP packets (``LINKTYPE_RAW``) for TUN and Ethernet frames for TAP. The
+offloads are the endpoint's choice (each new fd on a device starts with none): with
+``--offload`` on a ``VNET_HDR`` device the kernel hands over GSO super-packets: each is recorded
 whole, up to 64 KiB, as tcpdump records TSO traffic on a network card, and a packet whose
 checksum the kernel left to userspace (``NEEDS_CSUM``) is recorded with the partial
 checksum in it (Wireshark flags it only if checksum validation is turned on). ``--segment``
@@ -28,8 +29,22 @@ __all__ = ["capture"]
 F = tuntap.Flags
 
 
+def parse_offloads(text: str) -> tuntap.Offload:
+    """``"csum,tso4,uso"`` as Offload flags (``uso`` is USO4|USO6); ValueError if unknown."""
+    mask = tuntap.Offload(0)
+    for word in (w.strip().upper() for w in text.split(",") if w.strip()):
+        names = ["USO4", "USO6"] if word == "USO" else [word]
+        for n in names:
+            if n not in tuntap.Offload.__members__:
+                known = ", ".join(m.lower() for m in tuntap.Offload.__members__)
+                raise ValueError(f"unknown offload {word.lower()!r} (known: {known}, uso)")
+            mask |= tuntap.Offload[n]
+    return mask
+
+
 def capture(name: str, path: str, *, count: int | None = None, timeout: float | None = None,
-            netns: str | None = None, segment: bool = False, progress: bool | None = None,
+            netns: str | None = None, segment: bool = False,
+            offload: tuntap.Offload | None = None, progress: bool | None = None,
             err: TextIO | None = None) -> int:
     """Record packets from ``name`` into the pcap file ``path`` (``-``: standard output).
 
@@ -42,6 +57,14 @@ def capture(name: str, path: str, *, count: int | None = None, timeout: float | 
         vnet = bool(info.flags & F.VNET_HDR)
         if segment and not vnet:
             raise CliError(f"--segment needs a VNET_HDR device; {name} has no vnet header")
+        if offload is not None:
+            if not vnet:
+                raise CliError(f"--offload needs a VNET_HDR device; {name} has no vnet "
+                               f"header (tuntap add {name} --vnet-hdr)")
+            try:
+                dev.set_offload(offload)
+            except (OSError, ValueError) as exc:
+                raise CliError(f"cannot set the offloads of {name}: {exc}") from None
         if info.flags & F.MULTI_QUEUE:
             err.write(f"tuntap capture: {name} is multi-queue: this capture is one more queue "
                       "and sees only the flows the kernel steers to it\n")

@@ -162,7 +162,9 @@ def run_in_netns(ns: str | None, fn: Callable[[], T]) -> T:
 # --------------------------------------------------------------------------- devices
 def find_device(name: str, netns: str | None = None) -> tuntap.DeviceInfo:
     """The TUN/TAP device ``name`` (in ``netns``), or a CliError saying how to make one."""
-    infos = run_in_netns(netns, tuntap.list_devices)
+    if netns is not None:
+        netns_path(netns)  # the plain message for a missing namespace
+    infos = tuntap.list_devices(netns=netns)
     for info in infos:
         if info.name == name:
             return info

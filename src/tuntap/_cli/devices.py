@@ -119,8 +119,10 @@ def add(name: str, *, tap: bool = False, no_pi: bool = False, multi_queue: bool 
 
 def delete(name: str, *, netns: str | None = None) -> int:
     """Remove the persistent TUN/TAP device ``name``."""
+    if netns is not None:
+        netns_path(netns)  # the plain message for a missing namespace
     try:
-        run_in_netns(netns, lambda: tuntap.delete(name))
+        tuntap.delete(name, netns=netns)
     except FileNotFoundError:
         where = f" in network namespace {netns!r}" if netns else ""
         raise CliError(f"no TUN/TAP device {name!r}{where} (tuntap list shows them)") from None
