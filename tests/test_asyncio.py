@@ -634,6 +634,7 @@ def test_multi_queue_one_async_device_per_queue(kind):
             q.close()
 
 
+@pytest.mark.needs_tool("ping")
 def test_example_async_ping_responder_answers_ping(kind):
     here = os.path.dirname(os.path.abspath(__file__))
     script = os.path.join(os.path.dirname(here), "examples", "async_ping_responder.py")
@@ -644,6 +645,7 @@ def test_example_async_ping_responder_answers_ping(kind):
     assert "answered 3 echo requests" in r.stdout
 
 
+@pytest.mark.needs_tool("ping")
 @pytest.mark.parametrize("mode", ["asyncio", "await"])
 def test_example_forward_asyncio_modes_carry_ping(kind, mode):
     """examples/forward.py --mode asyncio (create_endpoint) / await (AsyncDevice tasks)."""
