@@ -222,7 +222,8 @@ def test_list_table_has_one_line_per_device_and_no_colour_in_a_pipe(tun: Any) ->
 
 
 def _on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
-    """Run argv with stdout on a pseudo-terminal; return what it printed."""
+    """Run argv with stdout on a pseudo-terminal (never sized: 0 columns); return what it
+    printed."""
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.DEVNULL, env=env)
@@ -358,3 +359,10 @@ def test_show_counts_queues_of_single_and_multi_queue_devices(cleanup_links: lis
     finally:
         for q in queues:
             q.close()
+
+
+def test_help_on_a_terminal_that_reports_zero_columns() -> None:
+    # A pty nobody sized says 0 columns; before 3.11 shutil passes that on.
+    shown = _on_a_terminal([*TUNTAP, "bench", "--help"], dict(os.environ, COLUMNS="0"))
+    assert shown.startswith("usage: python -m tuntap bench")
+    assert "Traceback" not in shown

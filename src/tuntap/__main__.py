@@ -40,7 +40,8 @@ Subparsers = Any  # argparse._SubParsersAction: private, so not spelled out
 
 def _paragraphs(*texts: str) -> str:
     """Paragraphs wrapped for the terminal (the raw formatter keeps the epilog's layout)."""
-    width = min(shutil.get_terminal_size().columns, 100) - 2
+    # A terminal that reports 0 columns (a pty nobody sized) gets 0 here before 3.11.
+    width = max(min(shutil.get_terminal_size().columns or 80, 100), 40) - 2
     return "\n\n".join(textwrap.fill(t, width) for t in texts)
 
 
