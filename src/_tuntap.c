@@ -113,7 +113,7 @@ tt_exec(PyObject *m)
     ADD_INT(TUN_F_USO6);
     ADD_INT(IFNAMSIZ);
 #undef ADD_INT
-    return 0;
+    return tt_capi_add(m);
 }
 
 static int
