@@ -282,8 +282,8 @@ demo_raise_segment_error(PyObject *Py_UNUSED(m), PyObject *arg)
 static int
 demo_rewrite(unsigned char *p, size_t n)
 {
-    size_t ihl, i;
-    uint32_t sum = 0;
+    size_t ihl;
+    uint16_t sum;
 
     if (n < 20 || (p[0] >> 4) != 4) {
         return 0;
@@ -294,13 +294,7 @@ demo_rewrite(unsigned char *p, size_t n)
     }
     p[8]--;
     p[10] = p[11] = 0;
-    for (i = 0; i < ihl; i += 2) {
-        sum += (uint32_t)p[i] << 8 | p[i + 1];
-    }
-    while (sum >> 16) {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum = ~sum & 0xffff;
+    sum = tuntap_checksum(p, ihl);
     p[10] = (unsigned char)(sum >> 8);
     p[11] = (unsigned char)sum;
     return 1;

@@ -15,7 +15,7 @@ Build: ``pip install --no-build-isolation .`` in this directory (see pyproject.t
 """
 
 from libc.errno cimport EINTR, ETIMEDOUT
-from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 
@@ -25,9 +25,10 @@ capi.import_tuntap()
 
 
 cdef inline bint rewrite_one(uint8_t *p, uint32_t n) noexcept nogil:
-    """Decrement the TTL of the IPv4 packet p[:n] and recompute its header checksum.
-    False when the packet must be dropped instead."""
-    cdef uint32_t ihl, i, s = 0
+    """Decrement the TTL of the IPv4 packet p[:n] and recompute its header checksum
+    (capi.checksum: tuntap.checksum's C code). False when the packet must be dropped."""
+    cdef uint32_t ihl
+    cdef uint16_t c
     if n < 20 or (p[0] >> 4) != 4:
         return False
     ihl = (p[0] & 15) * 4
@@ -36,13 +37,9 @@ cdef inline bint rewrite_one(uint8_t *p, uint32_t n) noexcept nogil:
     p[8] -= 1
     p[10] = 0
     p[11] = 0
-    for i in range(0, ihl, 2):
-        s += (<uint32_t>p[i] << 8) | p[i + 1]
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    s = ~s & 0xffff
-    p[10] = <uint8_t>(s >> 8)
-    p[11] = <uint8_t>s
+    c = capi.checksum(p, ihl)
+    p[10] = <uint8_t>(c >> 8)
+    p[11] = <uint8_t>c
     return True
 
 
