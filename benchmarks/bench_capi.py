@@ -11,8 +11,8 @@ that are not IPv4 or whose TTL would expire dropped.
   (untimed) with exactly K UDP packets of 64-byte payload by sockets in that namespace; the
   method then drains exactly K packets, rewrites each and writes it into a TUN device
   ``dst`` that lives in a second private namespace with the address 10.79.Q.2, where a UDP
-  sink socket receives it (timed: from the first read to the last write). After every run
-  the sink must have received exactly K datagrams, with TTL 63 (the senders use 64), so
+  sink socket (one per queue) receives it (timed: from the first read to the last write).
+  After every run the sinks must have received exactly K datagrams, with TTL 63 (the senders use 64), so
   every checksum was right (the kernel drops IPv4 packets with a bad header checksum).
   Per packet that is one ``read()`` and one ``write()`` system call for every method; a
   write into ``dst`` runs the kernel's receive path (IP, UDP, socket enqueue) in the
@@ -188,7 +188,7 @@ class Topo:
         flags = tuntap.Flags.TUN | tuntap.Flags.NO_PI | tuntap.Flags.MULTI_QUEUE
         name_s, name_d = f"tcs{index}", f"tcd{index}"
         self.src = [tuntap.Device(name_s, flags) for _ in range(queues)]
-        self.ns_fd, self.sink = _second_netns()
+        self.ns_fd, self.sinks = _second_netns(queues)
         self.dst = [tuntap.Device(name_d, flags, netns=self.ns_fd) for _ in range(queues)]
         for d, addr in ((self.src[0], self.local), (self.dst[0], self.remote)):
             d.add_address(f"{addr}/24")
@@ -198,19 +198,22 @@ class Topo:
             d.settimeout(2.0)
         for d in self.dst:
             d.settimeout(2.0)
-        self.sink.bind((self.remote, PORT))
+        for i, sink in enumerate(self.sinks):  # queue i's flows go to port PORT + i
+            sink.bind((self.remote, PORT + i))
         self.flows = self._pick_flows()
 
     def _pick_flows(self) -> list[list[socket.socket]]:
-        """FLOWS_PER_QUEUE sockets per queue, each sending to queue i only."""
+        """FLOWS_PER_QUEUE sockets per queue; those of queue i send to PORT + i and the
+        kernel's flow hash puts them on queue i."""
         per: list[list[socket.socket]] = [[] for _ in range(self.queues)]
         probe = tuntap.PacketBatch(BATCH, 2048)
         for port in range(20000, 20000 + 64 * FLOWS_PER_QUEUE * self.queues):  # bounded
             if all(len(p) == FLOWS_PER_QUEUE for p in per):
                 break
+            want = min(i for i in range(self.queues) if len(per[i]) < FLOWS_PER_QUEUE)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((self.local, port))
-            s.sendto(PAYLOAD, (self.remote, PORT))
+            s.sendto(PAYLOAD, (self.remote, PORT + want))
             q = -1
             for i, d in enumerate(self.src):
                 d.setblocking(False)
@@ -220,7 +223,7 @@ class Topo:
                 except BlockingIOError:
                     pass
                 d.settimeout(2.0)
-            if q >= 0 and len(per[q]) < FLOWS_PER_QUEUE:
+            if q == want:
                 per[q].append(s)
             else:
                 s.close()
@@ -231,29 +234,30 @@ class Topo:
     def fill(self) -> None:
         """Queue exactly k / queues packets on every src queue (untimed)."""
         each = self.k // self.queues
-        for flows in self.flows:
+        for i, flows in enumerate(self.flows):
             for j in range(each):
-                flows[j % len(flows)].sendto(PAYLOAD, (self.remote, PORT))
+                flows[j % len(flows)].sendto(PAYLOAD, (self.remote, PORT + i))
 
     def check_sink(self) -> None:
-        """Exactly k datagrams arrived at the sink, the first with TTL 63."""
-        self.sink.settimeout(2.0)
-        data, anc, _f, _a = self.sink.recvmsg(2048, socket.CMSG_SPACE(4))
-        ttl = [struct.unpack("i", d[:4])[0] for lvl, typ, d in anc
-               if lvl == socket.IPPROTO_IP and typ == socket.IP_TTL]
-        if data != PAYLOAD or ttl != [63]:
-            raise SystemExit(f"sink got {data[:16]!r} with TTL {ttl}, wanted TTL 63")
+        """Every sink received exactly k / queues datagrams, the first with TTL 63."""
         buf = bytearray(2048)
-        got = 1
-        self.sink.settimeout(0.5)  # everything was written before this runs
-        try:
-            while got <= self.k:  # one more than k must time out
-                self.sink.recv_into(buf)
-                got += 1
-        except socket.timeout:
-            pass
-        if got != self.k:
-            raise SystemExit(f"sink received {got} of {self.k} datagrams")
+        for sink in self.sinks:
+            sink.settimeout(2.0)
+            data, anc, _f, _a = sink.recvmsg(2048, socket.CMSG_SPACE(4))
+            ttl = [struct.unpack("i", d[:4])[0] for lvl, typ, d in anc
+                   if lvl == socket.IPPROTO_IP and typ == socket.IP_TTL]
+            if data != PAYLOAD or ttl != [63]:
+                raise SystemExit(f"sink got {data[:16]!r} with TTL {ttl}, wanted TTL 63")
+            got = 1
+            sink.settimeout(0.5)  # everything was written before this runs
+            try:
+                while got <= self.k:  # one more than expected must time out
+                    sink.recv_into(buf)
+                    got += 1
+            except socket.timeout:
+                pass
+            if got != self.k // self.queues:
+                raise SystemExit(f"a sink received {got} of {self.k // self.queues}")
 
     def close(self) -> None:
         for f in self.flows:
@@ -261,12 +265,13 @@ class Topo:
                 s.close()
         for d in self.src + self.dst:
             d.close()
-        self.sink.close()
+        for sink in self.sinks:
+            sink.close()
         os.close(self.ns_fd)
 
 
-def _second_netns() -> tuple[int, socket.socket]:
-    """A fresh network namespace (an fd to it) and a UDP sink socket made inside it."""
+def _second_netns(n: int) -> tuple[int, list[socket.socket]]:
+    """A fresh network namespace (an fd to it) and n UDP sink sockets made inside it."""
     out: list[Any] = []
 
     def body() -> None:
@@ -275,20 +280,21 @@ def _second_netns() -> tuple[int, socket.socket]:
             for key in ("default", "all"):
                 with open(f"/proc/sys/net/ipv6/conf/{key}/disable_ipv6", "w") as f:
                     f.write("1")
-            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)  # SO_RCVBUFFORCE: hold K
-            s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-            out.extend([fd, s])
+            out.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+            for _ in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                out.append(s)
+                s.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)  # SO_RCVBUFFORCE: hold K
+                s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         except BaseException as exc:  # reported by the caller
             out.append(exc)
 
     t = threading.Thread(target=body)  # the thread's namespace dies with it; fd keeps it
     t.start()
     t.join(30)
-    if len(out) != 2:
+    if len(out) != n + 1 or isinstance(out[-1], BaseException):
         raise SystemExit(f"cannot make the second namespace: {out}")
-    return out[0], out[1]
+    return out[0], out[1:]
 
 
 def _libc_unshare() -> None:

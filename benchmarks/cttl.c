@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -49,12 +50,16 @@ rewrite(unsigned char *p, size_t n)
 long
 cttl_forward(int src, int dst, long count, int batch)
 {
-    static __thread unsigned char buf[MAXBATCH][SLOT];
-    static __thread size_t len[MAXBATCH];
+    unsigned char (*buf)[SLOT];
+    size_t len[MAXBATCH];
     long got = 0;
 
     if (batch < 1 || batch > MAXBATCH) {
         return -EINVAL;
+    }
+    buf = malloc((size_t)batch * SLOT); /* one per call: threads forward side by side */
+    if (buf == NULL) {
+        return -ENOMEM;
     }
     while (got < count) {
         int n = 0, kept = 0, i;
@@ -66,7 +71,8 @@ cttl_forward(int src, int dst, long count, int batch)
             len[n++] = (size_t)r;
         }
         if (n == 0) {
-            return errno == EAGAIN ? got : -errno;
+            got = errno == EAGAIN ? got : -errno;
+            break;
         }
         for (i = 0; i < n; i++) {
             if (rewrite(buf[i], len[i])) {
@@ -79,11 +85,17 @@ cttl_forward(int src, int dst, long count, int batch)
         }
         for (i = 0; i < kept; i++) {
             if (write(dst, buf[i], len[i]) < 0) {
-                return -errno;
+                n = -errno;
+                break;
             }
+        }
+        if (n < 0) {
+            got = n;
+            break;
         }
         got += n;
     }
+    free(buf);
     return got;
 }
 
