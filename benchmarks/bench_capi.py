@@ -12,11 +12,11 @@ that are not IPv4 or whose TTL would expire dropped.
   method then drains exactly K packets, rewrites each and writes it into a TUN device
   ``dst`` that lives in a second private namespace with the address 10.79.Q.2, where a UDP
   sink socket (one per queue) receives it (timed: from the first read to the last write).
-  After every run the sinks must have received exactly K datagrams, with TTL 63 (the senders use 64), so
-  every checksum was right (the kernel drops IPv4 packets with a bad header checksum).
-  Per packet that is one ``read()`` and one ``write()`` system call for every method; a
-  write into ``dst`` runs the kernel's receive path (IP, UDP, socket enqueue) in the
-  writer's context, as in ``bench_io.py``'s write test.
+  After every run the sinks must have received exactly K datagrams, with TTL 63 (the
+  senders use 64), so every checksum was right (the kernel drops IPv4 packets with a bad
+  header checksum). Per packet that is one ``read()`` and one ``write()`` system call for
+  every method; a write into ``dst`` runs the kernel's receive path (IP, UDP, socket
+  enqueue), as in ``bench_io.py``'s write test.
 * ``rewrite``: the work alone, on a ``PacketBatch`` of 64 packets in memory (no I/O):
   ``--passes`` passes over the batch, ns per packet.
 * ``scaling``: ``forward`` with a ``MULTI_QUEUE`` src and dst of 1 and of 2 queues, one

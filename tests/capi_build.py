@@ -4,6 +4,7 @@ tuntap that is imported (the source tree or an installed wheel)."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import shutil
 import subprocess
@@ -67,7 +68,9 @@ def build_cython_example(workdir: Path) -> Path:
 def missing_build_tools() -> str | None:
     """Why the Cython example cannot be built here, or None."""
     for mod in ("Cython", "setuptools", "pip"):
-        if importlib.util.find_spec(mod) is None:
+        # PathFinder, not importlib.util.find_spec: setuptools' distutils hook on
+        # sys.meta_path warns (an error under the suite's filterwarnings) when asked.
+        if importlib.machinery.PathFinder.find_spec(mod) is None:
             return f"{mod} is not installed (pip install -r tools/requirements-test.txt)"
     if shutil.which("cc") is None:
         return "no C compiler (cc) on PATH"
