@@ -416,6 +416,89 @@ def test_close_from_another_thread_ends_a_nogil_blocking_read(demo: ModuleType, 
 
 
 @pytest.mark.needs_tun
+def test_close_ends_every_nogil_reader_of_the_device(demo: ModuleType, tun) -> None:
+    results: list[Any] = []
+
+    def reader() -> None:
+        results.append((demo.read_batch(tun.dev, tuntap.PacketBatch(4, 2048), -1),
+                        time.perf_counter()))
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    closer, closed_at = _closer(tun.dev, 0.3)
+    for t in [*threads, closer]:
+        t.join(WAIT)
+    assert [r for r, _ in results] == [demo.ECLOSED] * 3
+    assert max(w for _, w in results) - closed_at[0] < 0.1
+
+
+class _Alarm(Exception):
+    pass
+
+
+@pytest.fixture
+def alarm() -> Iterator[Any]:
+    """arm(seconds, raising): SIGALRM once; its handler raises _Alarm if `raising`."""
+    import signal
+
+    def arm(after: float, raising: bool) -> list[float]:
+        calls: list[float] = []
+
+        def handler(signum: int, frame: Any) -> None:
+            calls.append(time.perf_counter())
+            if raising:
+                raise _Alarm
+
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, after)
+        return calls
+
+    old = signal.getsignal(signal.SIGALRM)
+    try:
+        yield arm
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.needs_tun
+def test_a_signal_during_a_nogil_wait_returns_eintr(demo: ModuleType, tun, alarm) -> None:
+    calls = alarm(0.1, False)
+    t0 = time.perf_counter()
+    code = demo.read_batch(tun.dev, tuntap.PacketBatch(4, 2048), int(WAIT * 1e9))
+    assert code == -errno.EINTR
+    assert time.perf_counter() - t0 < WAIT / 2
+    assert len(calls) == 1  # the handler ran once the call returned to Python
+
+
+@pytest.mark.needs_tun
+@pytest.mark.parametrize("which", ["c", "cython"])
+def test_forward_raises_what_a_signal_handler_raises_and_goes_on_otherwise(
+        demo: ModuleType, request: pytest.FixtureRequest, pair: Pair, alarm,
+        which: str) -> None:
+    if which == "c":
+        def forward(timeout: float) -> Any:
+            return demo.forward(pair.src, pair.dst, tuntap.PacketBatch(4, 2048), -1,
+                                int(timeout * 1e9))
+    else:
+        mod = request.getfixturevalue("ttl_forward")
+
+        def forward(timeout: float) -> Any:
+            return mod.forward(pair.src, pair.dst, tuntap.PacketBatch(4, 2048), -1, timeout)
+
+    alarm(0.1, True)
+    t0 = time.perf_counter()
+    with pytest.raises(_Alarm):
+        forward(WAIT)
+    assert time.perf_counter() - t0 < WAIT / 2
+    calls = alarm(0.1, False)  # a handler that returns: the loop carries on to its timeout
+    t0 = time.perf_counter()
+    assert forward(0.5) == (0, 0)
+    assert len(calls) == 1 and time.perf_counter() - t0 >= 0.5
+
+
+@pytest.mark.needs_tun
 def test_write_batch_bad_ranges_and_sizes_are_einval(demo: ModuleType, tun) -> None:
     b = tuntap.PacketBatch(4, 64)
     b.append(b"\x45" + b"\0" * 19)

@@ -134,7 +134,7 @@ typedef struct tuntap_capi {
      * read_batch/write_batch/read/write returned: ValueError for TUNTAP_ECLOSED,
      * TimeoutError, BlockingIOError, the signal handler's exception or InterruptedError
      * for -EINTR, the errno's OSError subclass naming the device and `syscall` (e.g.
-     * "read()"). Always -1. */
+     * "read()"). `dev` is the (acquired) device the call was made on. Always -1. */
     int (*raise_error)(tuntap_device *dev, Py_ssize_t code, const char *syscall);
     /* GIL held. ValueError("segment(): <reason>") for a TUNTAP_SEG_E* code, as
      * tuntap.segment() raises. Always -1. */
