@@ -17,12 +17,16 @@ virtio-net header, and since the other device takes the same header, they pass t
 unchanged (no segmentation, no checksum work in userspace): one read and one write per
 ~45 MTU-sized packets.
 
-Two loop designs (``--mode``): ``epoll`` (the default), one thread polling both devices
-and draining a ready one batch by batch, or ``threads``, one thread per direction (per
+Loop designs (``--mode``): ``epoll`` (the default), one thread polling both devices
+and draining a ready one batch by batch; ``threads``, one thread per direction (per
 queue with ``--queues``) blocked in ``read_batch`` (the GIL is released while it waits and
-reads). ``epoll`` costs less CPU per byte: a blocking ``read_batch`` that finds the queue
-empty makes a ``read`` (EAGAIN), a ``poll`` and the ``read`` again, and each wake-up of a
-thread also hands the GIL over. Both move up to ``--batch`` packets per call with
+reads); ``asyncio``, ``tuntap.asyncio.create_endpoint`` with a protocol whose
+``packets_received(batch)`` hands the batch to the other device's transport; ``await``,
+one task per direction doing ``await read_batch`` / ``await write_batch`` on
+``tuntap.asyncio.AsyncDevice`` (``--loop uvloop`` for either). ``epoll`` costs less CPU
+per byte than ``threads``: a blocking ``read_batch`` that finds the queue empty makes a
+``read`` (EAGAIN), a ``poll`` and the ``read`` again, and each wake-up of a thread also
+hands the GIL over. All move up to ``--batch`` packets per call with
 ``read_batch``/``write_batch`` and a preallocated ``PacketBatch`` (no allocation per packet).
 
 By default the script makes the namespaces (``ip netns add``, unique names) and deletes
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import tuntap
 
@@ -183,6 +188,107 @@ def run_epoll(pairs: list[tuple[tuntap.Device, tuntap.Device]], stop: threading.
     return counters
 
 
+def _new_loop(kind: str) -> Any:
+    import asyncio
+
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_asyncio(pairs: list[tuple[tuntap.Device, tuntap.Device]], stop: threading.Event,
+                batch_size: int, offload: bool, loop_kind: str = "asyncio") -> list[Counters]:
+    """asyncio's protocol interface: one transport per device; each wake-up's batch goes
+    straight to the other device's ``transport.write_batch`` from ``packets_received``
+    (no future, no task per batch)."""
+    import asyncio
+
+    import tuntap.asyncio as ta
+
+    counters = [Counters() for _ in pairs]
+
+    class Forward(ta.PacketProtocol):
+        def __init__(self, c: Counters) -> None:
+            self.c = c
+            self.out: ta.PacketTransport | None = None
+
+        def packets_received(self, batch: tuntap.PacketBatch) -> None:
+            c = self.c
+            c.reads += 1
+            c.packets += len(batch)
+            assert self.out is not None
+            self.out.write_batch(batch)  # written now, or copied and written in order
+
+        def error_received(self, exc: OSError) -> None:
+            self.c.dropped += 1  # e.g. EIO while the far side is down: a tunnel drops
+
+    async def main() -> None:
+        transports: dict[int, ta.PacketTransport] = {}
+        protocols: list[tuple[Forward, tuntap.Device]] = []
+        for (src, dst), c in zip(pairs, counters):
+            t, p = await ta.create_endpoint(lambda c=c: Forward(c), src,  # type: ignore[misc]
+                                            tuntap.PacketBatch(batch_size, slot_size(offload)))
+            transports[id(src)] = t
+            protocols.append((p, dst))
+        for p, dst in protocols:
+            p.out = transports[id(dst)]
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        for t in transports.values():
+            t.pause_reading()
+
+    loop = _new_loop(loop_kind)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return counters
+
+
+def run_await(pairs: list[tuple[tuntap.Device, tuntap.Device]], stop: threading.Event,
+              batch_size: int, offload: bool, loop_kind: str = "asyncio") -> list[Counters]:
+    """``tuntap.asyncio.AsyncDevice``: one task per direction,
+    ``n = await src.read_batch(batch); await dst.write_batch(batch)``."""
+    import asyncio
+
+    import tuntap.asyncio as ta
+
+    counters = [Counters() for _ in pairs]
+
+    async def pump(src: ta.AsyncDevice, dst: ta.AsyncDevice, c: Counters) -> None:
+        batch = tuntap.PacketBatch(batch_size, slot_size(offload))
+        read_batch, write_batch = src.read_batch, dst.write_batch
+        while True:
+            n = await read_batch(batch)
+            c.reads += 1
+            c.packets += n
+            try:
+                w = await write_batch(batch)
+            except OSError:
+                w = 0
+            if w != n:
+                c.dropped += n - w
+
+    async def main() -> None:
+        adevs = {id(d): ta.AsyncDevice(d) for pair in pairs for d in pair}
+        tasks = [asyncio.ensure_future(pump(adevs[id(s)], adevs[id(d)], c))
+                 for (s, d), c in zip(pairs, counters)]
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    loop = _new_loop(loop_kind)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return counters
+
+
 def netns_add(name: str) -> None:
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
 
@@ -225,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--offload", action="store_true",
                    help="VNET_HDR + set_offload(CSUM|TSO4|TSO6) on both devices")
-    p.add_argument("--mode", choices=("threads", "epoll"), default="epoll",
-                   help="one epoll thread for all devices (default) or one thread per direction")
+    p.add_argument("--mode", choices=("threads", "epoll", "asyncio", "await"), default="epoll",
+                   help="one epoll thread for all devices (default), one thread per "
+                        "direction, asyncio's protocol interface (tuntap.asyncio."
+                        "create_endpoint) or AsyncDevice tasks (await read_batch/write_batch)")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="event loop for --mode asyncio/await (default: asyncio's own)")
     p.add_argument("--batch", type=int, default=64, help="packets per read_batch (default 64)")
     p.add_argument("--queues", type=int, default=1,
                    help="MULTI_QUEUE fds per device; threads mode runs one thread per queue")
@@ -262,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
         devices = side_a + side_b
         try:
             pairs = list(zip(side_a, side_b)) + list(zip(side_b, side_a))
-            run = run_threads if args.mode == "threads" else run_epoll
+            def run(pairs: list[tuple[tuntap.Device, tuntap.Device]], stop: threading.Event,
+                    batch: int, offload: bool) -> list[Counters]:
+                if args.mode in ("asyncio", "await"):
+                    afn = run_asyncio if args.mode == "asyncio" else run_await
+                    return afn(pairs, stop, batch, offload, args.loop)
+                fn = run_threads if args.mode == "threads" else run_epoll
+                return fn(pairs, stop, batch, offload)
             seconds = args.seconds or (60 if external else 0)
             if external:
                 print("ready", flush=True)
@@ -286,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                     worker.join(10)
                 counters = box.get("c", [])
             result = {
-                "forwarder": f"tuntap-{args.mode}",
+                "forwarder": f"tuntap-{args.mode}" + (
+                    f"-{args.loop}" if args.mode in ("asyncio", "await") else ""),
                 "offload": args.offload,
                 "seconds": round(time.monotonic() - t0, 3),
                 "cpu_seconds": round(time.process_time() - cpu0, 3),

@@ -208,6 +208,10 @@ struct tt_op {
 };
 #define TT_OP_CTL 1 /* op->fd is the control socket, not the device fd */
 #define TT_OP_RAW 2 /* an OS error returns -1 with op->err and no exception */
+/* Never wait, whatever the device's mode: EAGAIN returns -1 with op->err = EAGAIN and
+ * no exception; every other error raises as without the flag (the asyncio layer's
+ * "try first": raising and catching BlockingIOError would cost more than the read). */
+#define TT_OP_TRY 4
 
 /* GIL held. Run `op` on `self` (the only place that releases the GIL around a
  * device syscall): checks the device is open, raises the busy count, releases
@@ -262,6 +266,9 @@ int tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const cha
 /* GIL held. One packet read (is_write 0) or written through the engine. Bytes
  * moved, or -1 with an exception. */
 Py_ssize_t tt_io(DeviceObject *self, int is_write, void *buf, size_t len);
+/* The same with TT_OP_* flags (TT_OP_TRY: -1 with op.err EAGAIN is returned as -2,
+ * no exception). */
+Py_ssize_t tt_io_ex(DeviceObject *self, int is_write, void *buf, size_t len, int flags);
 
 /* No GIL. The same through tt_call_nogil(): bytes moved or its negative code. */
 Py_ssize_t tt_io_nogil(DeviceObject *self, int is_write, void *buf, size_t len,
@@ -324,6 +331,8 @@ TT_SETTER(hwaddr);
 TT_GETTER(vnet_hdr_size);
 TT_SETTER(vnet_hdr_size);
 TT_GETTER(header_size);
+TT_GETTER(sndbuf);
+TT_SETTER(sndbuf);
 /* Closures of the ifint getter/setter pair (which SIOC ioctls, which name). */
 typedef struct {
     unsigned long get, set;
@@ -340,13 +349,17 @@ extern const char tt_list_links__doc__[];
 
 TT_METHOD(read_batch);
 TT_METHOD(write_batch);
+/* The non-raising "try first" forms for tuntap.asyncio/anyio: never wait; -1 on
+ * EAGAIN instead of BlockingIOError; every other error raises like the sync API. */
+TT_METHOD(_try_read_batch);
+TT_FASTMETHOD(_try_write_batch);
 
 /* batch.c: the attempts of read_batch/write_batch (tt_op impls: no GIL), shared with
  * the C API (capi.c). read: op->ctx is the PacketBatchObject; fills its sizes and
  * returns the packet count (the caller sets b->count). write: op->ctx is a
- * tt_write_ctx; writes packets [done, count) of `pkts` or of `b` (an empty packet ends
- * the run) and returns base + the index reached; `base` is what earlier calls wrote
- * (the chunks of a sequence), or -first for a run that starts at packet `first`. */
+ * tt_write_ctx; writes packets [done, count) of `pkts`, or of the PacketBatch `b`
+ * from index `first` on (an empty packet ends the run), and returns base + done;
+ * `base` is what earlier calls wrote (the chunks of a sequence). */
 typedef struct {
     const char *data;
     size_t len;
@@ -354,7 +367,7 @@ typedef struct {
 typedef struct {
     const tt_pkt *pkts;
     const PacketBatchObject *b;
-    Py_ssize_t base, done, count;
+    Py_ssize_t first, base, done, count;
 } tt_write_ctx;
 ssize_t tt_read_batch_impl(tt_op *op);
 ssize_t tt_write_batch_impl(tt_op *op);

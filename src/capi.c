@@ -119,7 +119,7 @@ tt_capi_write_batch(tuntap_device *dev, const tuntap_batch *b, Py_ssize_t first,
                     Py_ssize_t count, int64_t timeout_ns)
 {
     const PacketBatchObject *pb = tt_view_owner(b);
-    tt_write_ctx c = {NULL, pb, -first, first, first + count};
+    tt_write_ctx c = {NULL, pb, first, 0, 0, count};
     tt_op op = {.impl = tt_write_batch_impl, .syscall = "write()", .events = POLLOUT,
                 .ctx = &c};
     Py_ssize_t i;

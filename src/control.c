@@ -565,6 +565,32 @@ Device_set_vnet_hdr_size(DeviceObject *self, PyObject *value, void *Py_UNUSED(cl
     return tt_update_hdr_len(self, flags);
 }
 
+/* The send buffer of the device's socket: how many bytes of written packets the
+ * kernel may hold before a write waits (EAGAIN in non-blocking mode). tun_chr_open
+ * sets sk_sndbuf to INT_MAX, so by default a TUN write never pushes back; each
+ * written skb is charged to it until freed, which for IP packets is soon (ip_rcv_core
+ * orphans them) and for frames a bridge queues behind a slow port is later
+ * (drivers/net/tun.c: TUNSETSNDBUF refuses <= 0 with EINVAL, tun_set_sndbuf). */
+PyObject *
+Device_get_sndbuf(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    int v = 0;
+    if (tt_ioctl(self, 0, TUNGETSNDBUF, &v, "ioctl(TUNGETSNDBUF)") < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(v);
+}
+
+int
+Device_set_sndbuf(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int v;
+    if (tt_setter_int(value, &v, "sndbuf", 1) < 0) {
+        return -1;
+    }
+    return tt_ioctl(self, 0, TUNSETSNDBUF, &v, "ioctl(TUNSETSNDBUF)") < 0 ? -1 : 0;
+}
+
 PyObject *
 Device_get_header_size(DeviceObject *self, void *Py_UNUSED(closure))
 {

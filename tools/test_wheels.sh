@@ -59,6 +59,7 @@ run_suite() {
     cp -r "$root/tests" "$tdir/tests"
     cp -r "$root/docs" "$tdir/docs"
     cp "$root/pyproject.toml" "$tdir/"
+    # examples/ too: tests run the example programs (e.g. async_ping_responder.py) and
     # tests/test_capi.py builds the C API examples against the installed package.
     cp -r "$root/examples" "$tdir/examples"
     if [ -d "$root/benchmarks" ]; then
