@@ -76,8 +76,13 @@ def main() -> int:
         payloads = [p for p in map(udp_payload, batch) if p is not None]
         print(f"read_batch: {count} packet(s), sizes {sizes}, UDP payloads {payloads}")
 
-        infos: list[tuntap.DeviceInfo] = tuntap.list_devices()
+        infos: list[tuntap.DeviceInfo] = tuntap.list_devices(netns=None)
         print("devices:", [(info.name, info.ifindex) for info in infos])
+        carrier: bool = dev.carrier
+        dev.carrier = carrier
+        dev.set_filter_program(None)  # no eBPF filter (an int fd attaches one)
+        dev.set_steering_program(None)
+        print(f"carrier={carrier}")
         return 0 if payloads == [b"batch"] else 1
 
 

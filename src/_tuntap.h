@@ -10,7 +10,11 @@
  *   open.c      Device() and Device.fromfd(): opening, namespaces, features()
  *   device.c    the Device type: lifetime, one-packet I/O, modes, tables, spec
  *   control.c   interface control: flags, up/down, MTU, MAC, owner, queues,
- *               offloads, addresses, link info (ioctls and rtnetlink)
+ *               offloads, carrier, vnet byte order, addresses, link info
+ *               (ioctls and rtnetlink)
+ *   filter.c    per-packet kernel filters: eBPF steering/filter, classic BPF,
+ *               the MAC filter
+ *   links.c     the TUN/TAP links of any namespace (list_devices, delete)
  *   batch.c     the PacketBatch type and Device.read_batch/write_batch
  *   packet.c    segment() and checksum(): wrappers of the pure-C units
  *   capi.c      the C API: the function table of tuntap/capi.h and its capsule
@@ -158,6 +162,9 @@ PyObject *tt_oserror(int err, const char *syscall, const char *ifname, const cha
 
 /* The same with OSError.filename set to `path` ("<strerror>: <syscall>"). */
 PyObject *tt_oserror_path(int err, const char *syscall, const char *path);
+/* ... and a hint after the syscall ("<strerror>: <syscall><hint>"; hint may be NULL). */
+PyObject *tt_oserror_path_hint(int err, const char *syscall, const char *path,
+                               const char *hint);
 
 /* ValueError("I/O operation on closed device"). Always NULL. */
 PyObject *tt_closed_error(void);
@@ -260,6 +267,12 @@ int tt_shutdown(DeviceObject *self, int keep_fd);
  * naming `what` and the device. */
 int tt_ioctl(DeviceObject *self, int on_ctl, unsigned long req, void *arg, const char *what);
 
+/* GIL held. tt_ioctl() for callers that explain the errno themselves: -1 with
+ * *err set and no exception for an OS error; -1 with *err 0 and an exception when
+ * the device is closed or a signal handler raised. */
+int tt_ioctl_raw(DeviceObject *self, int on_ctl, unsigned long req, void *arg,
+                 const char *what, int *err);
+
 /* GIL held. SIOC* interface ioctl on the control socket by the device's name. */
 int tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const char *what);
 
@@ -283,6 +296,16 @@ PyObject *Device_fromfd(PyTypeObject *type, PyObject *arg);
 extern const char Device_fromfd__doc__[];
 PyObject *tt_features(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char tt_features__doc__[];
+
+/* GIL held. A netns= argument (None, a name under /var/run/netns, a path, an open
+ * fd) as an fd to setns() into: -1 for None, -2 with an exception; *owned says
+ * the caller must close it; `label` gets what to call it in messages. */
+int tt_resolve_netns(PyObject *netns, int *owned, char *label, size_t labelsize);
+
+/* No GIL. A NETLINK_ROUTE socket opened inside network namespace `nsfd` (< 0: the
+ * calling thread's); the thread returns to its own namespace. -1 with errno and
+ * *what naming the failing call. */
+int tt_netns_socket(int nsfd, const char **what);
 
 /* ------------------------------------------------------------------------ */
 /* capi.c: the C API (tuntap/capi.h)                                         */
@@ -340,8 +363,33 @@ typedef struct {
 } tt_ifint;
 extern const tt_ifint tt_ifint_mtu, tt_ifint_txqueuelen;
 
-PyObject *tt_list_links(PyObject *module, PyObject *unused);
+TT_GETTER(carrier);
+TT_SETTER(carrier);
+#ifdef TUNSETVNETLE
+TT_GETTER(vnet_le);
+TT_SETTER(vnet_le);
+#endif
+#ifdef TUNSETVNETBE
+TT_GETTER(vnet_be);
+TT_SETTER(vnet_be);
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* filter.c: eBPF steering/filter, classic BPF, MAC filter (GIL held)         */
+/* ------------------------------------------------------------------------ */
+
+TT_METHOD(set_steering_program);
+TT_METHOD(set_filter_program);
+TT_METHOD(attach_filter);
+TT_METHOD(detach_filter);
+PyObject *Device_set_mac_filter(DeviceObject *self, PyObject *args, PyObject *kwds);
+extern const char Device_set_mac_filter__doc__[];
+
+/* links.c: the links of a namespace (GIL held) */
+PyObject *tt_list_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char tt_list_links__doc__[];
+PyObject *tt_link_kind(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char tt_link_kind__doc__[];
 
 /* ------------------------------------------------------------------------ */
 /* batch.c, packet.c, util.c: module-level functions (GIL held)              */

@@ -269,6 +269,27 @@ Device__try_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t na
 /* -- the PacketBatch type ------------------------------------------------- */
 
 
+/* OverflowError or MemoryError saying how many bytes were asked for (computed as a
+ * Python int: the product may not fit a Py_ssize_t). Always NULL. */
+static PyObject *
+tt_batch_too_large(PyObject *exc, Py_ssize_t capacity, Py_ssize_t slot_size,
+                   Py_ssize_t headroom)
+{
+    PyObject *cap = PyLong_FromSsize_t(capacity);
+    PyObject *stride = PyLong_FromSsize_t(slot_size + headroom);
+    PyObject *total = cap && stride ? PyNumber_Multiply(cap, stride) : NULL;
+    if (total != NULL) {
+        PyErr_Format(exc, "PacketBatch(capacity=%zd, slot_size=%zd, headroom=%zd) asks "
+                     "for %S bytes (capacity x (slot_size + headroom))%s", capacity,
+                     slot_size, headroom, total,
+                     exc == PyExc_MemoryError ? ": not enough memory" : "");
+    }
+    Py_XDECREF(cap);
+    Py_XDECREF(stride);
+    Py_XDECREF(total);
+    return NULL;
+}
+
 static PyObject *
 PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -296,8 +317,7 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     if (capacity > PY_SSIZE_T_MAX / (slot_size + headroom) ||
         (size_t)capacity > SIZE_MAX / sizeof(uint32_t)) {
-        PyErr_SetString(PyExc_OverflowError, "PacketBatch arena too large");
-        return NULL;
+        return tt_batch_too_large(PyExc_OverflowError, capacity, slot_size, headroom);
     }
     self = (PacketBatchObject *)((allocfunc)PyType_GetSlot(type, Py_tp_alloc))(type, 0);
     if (self == NULL) {
@@ -311,7 +331,7 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->sizes = PyMem_RawCalloc((size_t)capacity, sizeof(uint32_t));
     if (self->arena == NULL || self->sizes == NULL) {
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        return tt_batch_too_large(PyExc_MemoryError, capacity, slot_size, headroom);
     }
     return (PyObject *)self;
 }

@@ -397,6 +397,11 @@ static PyMethodDef Device_methods[] = {
     TT_M(detach_queue, METH_NOARGS),
     TT_M(set_offload, METH_O),
     TT_M(_address, METH_VARARGS),
+    TT_M(set_steering_program, METH_O),
+    TT_M(set_filter_program, METH_O),
+    TT_M(attach_filter, METH_O),
+    TT_M(detach_filter, METH_NOARGS),
+    TT_M(set_mac_filter, METH_VARARGS | METH_KEYWORDS),
     {NULL, NULL, 0, NULL},
 };
 
@@ -422,6 +427,20 @@ static PyGetSetDef Device_getset[] = {
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},
+    {"carrier", (getter)Device_get_carrier, (setter)Device_set_carrier,
+     "Whether the link has carrier (rtnetlink IFLA_CARRIER; set with TUNSETCARRIER). "
+     "Off, the kernel sends nothing to the device. Turning it on needs an attached "
+     "queue (PermissionError otherwise).", NULL},
+#ifdef TUNSETVNETLE
+    {"vnet_le", (getter)Device_get_vnet_le, (setter)Device_set_vnet_le,
+     "Vnet headers in little-endian order whatever the host's (TUNSETVNETLE; "
+     "virtio 1.0 devices).", NULL},
+#endif
+#ifdef TUNSETVNETBE
+    {"vnet_be", (getter)Device_get_vnet_be, (setter)Device_set_vnet_be,
+     "Legacy vnet headers in big-endian order (TUNSETVNETBE); a kernel without "
+     "CONFIG_TUN_VNET_CROSS_LE refuses True with OSError(EINVAL).", NULL},
+#endif
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -354,6 +354,18 @@ tt_ioctl(DeviceObject *self, int on_ctl, unsigned long req, void *arg, const cha
 }
 
 int
+tt_ioctl_raw(DeviceObject *self, int on_ctl, unsigned long req, void *arg,
+             const char *what, int *err)
+{
+    tt_ioctl_ctx c = {req, arg};
+    tt_op op = {.impl = tt_ioctl_impl, .syscall = what,
+                .flags = TT_OP_RAW | (on_ctl ? TT_OP_CTL : 0), .ctx = &c};
+    int r = (int)tt_call(self, &op);
+    *err = r < 0 ? op.err : 0;
+    return r;
+}
+
+int
 tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const char *what)
 {
     snprintf(ifr->ifr_name, IFNAMSIZ, "%s", self->name);
