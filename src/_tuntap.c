@@ -55,7 +55,10 @@ static PyMethodDef tt_functions[] = {
     {"checksum", (PyCFunction)tt_checksum, METH_O, tt_checksum__doc__},
     {"_check_name", (PyCFunction)tt_check_name, METH_O, tt_check_name__doc__},
     {"features", (PyCFunction)(void (*)(void))tt_features, METH_FASTCALL, tt_features__doc__},
-    {"_list_links", (PyCFunction)tt_list_links, METH_NOARGS, tt_list_links__doc__},
+    {"_list_links", (PyCFunction)(void (*)(void))tt_list_links, METH_FASTCALL,
+     tt_list_links__doc__},
+    {"_link_kind", (PyCFunction)(void (*)(void))tt_link_kind, METH_FASTCALL,
+     tt_link_kind__doc__},
     {"_after_fork_child", (PyCFunction)tt_after_fork_child, METH_NOARGS,
      tt_after_fork_child__doc__},
     {NULL, NULL, 0, NULL},
@@ -145,7 +148,7 @@ tt_exec(PyObject *m)
     ADD_INT(TUN_F_USO6);
     ADD_INT(IFNAMSIZ);
 #undef ADD_INT
-    return 0;
+    return tt_capi_add(m);
 }
 
 /* Every object reference the state holds, for traverse and clear. */

@@ -220,15 +220,15 @@ def test_packet_batch_too_large_says_how_many_bytes_were_asked_for(
     with pytest.raises(MemoryError) as ei:
         tuntap.PacketBatch(capacity, slot_size)
     assert str(ei.value) == (
-        f"PacketBatch(capacity={capacity}, slot_size={slot_size}, headroom=0) needs "
-        f"{capacity * slot_size} bytes of arena and {capacity * 4} of sizes: the "
-        f"allocation failed")
+        f"PacketBatch(capacity={capacity}, slot_size={slot_size}, headroom=0) asks for "
+        f"{capacity * slot_size} bytes (capacity x (slot_size + headroom)): not enough "
+        f"memory")
 
 
 def test_packet_batch_beyond_the_address_space_is_overflow_error() -> None:
     with pytest.raises(OverflowError, match=re.escape(
-            "PacketBatch(capacity=9223372036854775807, slot_size=2048, headroom=16) is "
-            "larger than the address space")):
+            "PacketBatch(capacity=9223372036854775807, slot_size=2048, headroom=16) asks "
+            f"for {(2**63 - 1) * 2064} bytes (capacity x (slot_size + headroom))")):
         tuntap.PacketBatch(2**63 - 1, 2048, headroom=16)
 
 

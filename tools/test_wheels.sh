@@ -7,6 +7,8 @@
 # plugin (tools/pytest_installed_check.py) asserts that during the run. Then the same with
 # the sdist installed by plain `pip install` (build isolation, the host's C compiler), as a
 # user without a wheel would. TUNTAP_REQUIRE_TUN=1, and any skipped test fails the matrix.
+# Each wheel must contain the C API header and .pxd (tuntap/capi.h, tuntap/capi.pxd);
+# tests/test_capi.py then builds examples/capi and examples/cython against the install.
 #
 # Environment:
 #   TUNTAP_PYTHONS      interpreters (default: pyenv's newest 3.9, 3.10, 3.11, 3.12, 3.13)
@@ -51,12 +53,17 @@ run_suite() {
     "$venv/bin/python" -m pip install -q "$what" >"$work/install-$label.log" 2>&1 \
         || { cat "$work/install-$label.log"; log "$label: install of $what failed"; return 1; }
     # The suite's pytest settings live in pyproject.toml; take that file, tests/, docs/
-    # (test_docs.py checks docs/kernel.md against the tests) and the benchmark sources some
-    # tests compare with, never src/.
+    # (test_docs.py checks docs/kernel.md against the tests), the README and the examples
+    # (test_readme.py and test_examples.py run them as a user would) and the benchmark
+    # sources some tests compare with, never src/.
     mkdir -p "$tdir"
     cp -r "$root/tests" "$tdir/tests"
     cp -r "$root/docs" "$tdir/docs"
     cp "$root/pyproject.toml" "$tdir/"
+    cp "$root/README.md" "$tdir/"
+    # examples/ too: tests run the example programs (e.g. async_ping_responder.py) and
+    # tests/test_capi.py builds the C API examples against the installed package.
+    cp -r "$root/examples" "$tdir/examples"
     if [ -d "$root/benchmarks" ]; then
         mkdir -p "$tdir/benchmarks"
         find "$root/benchmarks" -maxdepth 1 -type f -exec cp {} "$tdir/benchmarks/" \;
@@ -83,6 +90,18 @@ for py in "${pythons[@]}"; do
         continue
     fi
     log "$tag: $(basename "${whls[0]}")"
+    # The C API ships in the wheel: the header and the Cython declarations.
+    if ! "$py" - "${whls[0]}" <<'EOF'
+import sys, zipfile
+names = set(zipfile.ZipFile(sys.argv[1]).namelist())
+missing = {"tuntap/capi.h", "tuntap/capi.pxd"} - names
+sys.exit(f"wheel lacks {sorted(missing)}" if missing else 0)
+EOF
+    then
+        log "$tag: the wheel lacks the C API files"
+        failed+=("$tag")
+        continue
+    fi
     run_suite "$tag" "$py" "${whls[0]}" || failed+=("$tag")
 done
 
