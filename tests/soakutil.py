@@ -15,6 +15,9 @@ import time
 from typing import Any
 
 SOAK = os.environ.get("TUNTAP_SOAK") == "1"
+# Set by tools/test_sanitized.sh: ASan keeps freed memory in quarantine, so RSS grows by
+# design there and slow paths (huge failed allocations) cost far more.
+SANITIZED = os.environ.get("TUNTAP_SANITIZED") == "1"
 
 
 def budget(default: int, soak: int) -> int:

@@ -63,6 +63,7 @@ export LD_PRELOAD="$asan $ubsan"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1:log_path=$out/report-asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$out/report-ubsan"
 export PYTHONMALLOC=malloc_debug
+export TUNTAP_SANITIZED=1   # tests/soakutil.py: RSS is no leak measure under ASan
 
 so=$("$PY" -c "import tuntap._tuntap as m; print(m.__file__)")
 case "$so" in
