@@ -56,6 +56,8 @@ static PyMethodDef tt_functions[] = {
     {"_check_name", (PyCFunction)tt_check_name, METH_O, tt_check_name__doc__},
     {"features", (PyCFunction)(void (*)(void))tt_features, METH_FASTCALL, tt_features__doc__},
     {"_list_links", (PyCFunction)tt_list_links, METH_NOARGS, tt_list_links__doc__},
+    {"_io_uring_probe", (PyCFunction)(void (*)(void))tt_io_uring_probe, METH_FASTCALL,
+     tt_io_uring_probe__doc__},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,6 +12,7 @@
  *   control.c   interface control: flags, up/down, MTU, MAC, owner, queues,
  *               offloads, addresses, link info (ioctls and rtnetlink)
  *   batch.c     the PacketBatch type and Device.read_batch/write_batch
+ *   uring.c     the io_uring backend of read_batch/write_batch (io="uring")
  *   packet.c    segment() and checksum(): wrappers of the pure-C units
  *   netlink.c   rtnetlink messages (pure C, netlink.h)
  *   gso.c       GSO segmentation (pure C, gso.h); csum.h: checksums (pure C)
@@ -99,6 +100,11 @@ tt_state *tt_find_state(PyTypeObject *type);
 /* Objects                                                                   */
 /* ------------------------------------------------------------------------ */
 
+typedef struct tt_uring tt_uring; /* uring.c: a device's io_uring rings */
+
+/* Device.io: the backend of read_batch/write_batch (TT_IO_AUTO only as a request). */
+enum { TT_IO_SYSCALL = 0, TT_IO_URING = 1, TT_IO_AUTO = 2 };
+
 typedef struct {
     PyObject_HEAD
     int fd;             /* the /dev/net/tun fd, always O_NONBLOCK; -1 once closed */
@@ -110,6 +116,8 @@ typedef struct {
     int64_t timeout_ns; /* -1: block forever; 0: non-blocking; > 0: timeout */
     PyThread_type_lock nl_lock; /* serializes netlink requests on ctlfd */
     PyTypeObject *batch_type;   /* borrowed: the module (via our type) outlives us */
+    tt_uring *uring;    /* the io_uring backend; NULL: read()/write() (or closed) */
+    int io;             /* TT_IO_SYSCALL or TT_IO_URING, as opened */
     char name[IFNAMSIZ];
 } DeviceObject;
 
@@ -243,6 +251,58 @@ int tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const cha
 Py_ssize_t tt_io(DeviceObject *self, int is_write, void *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
+/* uring.c: the io_uring backend of read_batch/write_batch                    */
+/* ------------------------------------------------------------------------ */
+
+/* One packet to write (write_batch of a sequence). */
+typedef struct {
+    const char *data;
+    size_t len;
+} tt_pkt;
+
+/* No GIL. Make the rings of a device whose fd is `devfd` (checks that a READ with
+ * RWF_NOWAIT works on it). 0, or -1 with errno and *what naming the failing call. */
+int tt_uring_open(int devfd, tt_uring **out, const char **what);
+/* No GIL, no thread inside a call on the device (tt_shutdown). NULL is a no-op. */
+void tt_uring_free(tt_uring *u);
+/* No GIL (read_batch's impl). Slots [0, *count) hold packets; read more into the
+ * following slots through the ring. Returns 1 when the batch is complete (full,
+ * the queue said EAGAIN, or an error left for the next call), 0 when the caller
+ * must go on with read() from *count (small batches, a busy ring, a refusal). */
+int tt_uring_read_more(tt_uring *u, int devfd, PacketBatchObject *b, Py_ssize_t *count);
+/* No GIL. Record how many packets a read_batch call took (sizes the next one). */
+void tt_uring_read_done(tt_uring *u, Py_ssize_t count);
+/* No GIL (write_batch's impl). Write packets [*done, count) of `pkts`, or of the
+ * batch `b` when pkts is NULL, through the ring, advancing *done; stops before an
+ * empty packet. 0: the caller goes on with write() from *done (possibly nothing
+ * left); -1 with errno: the write of packet *done failed (nothing after it was
+ * written). */
+int tt_uring_write(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObject *b,
+                   Py_ssize_t *done, Py_ssize_t count);
+/* No GIL. True once the kernel refused the ring at run time (read()/write() then). */
+int tt_uring_broken(const tt_uring *u);
+
+/* What io="auto" measured: is io_uring usable (err: why not), and the ns of one
+ * EAGAIN read of an empty eventfd by read() and by a READ SQE. */
+typedef struct {
+    int available, faster, err;
+    double syscall_ns, uring_ns;
+} tt_uring_calib;
+/* No GIL. Measure (about 0.2 ms). 0, or -1 with out->err. */
+int tt_uring_calibrate(tt_uring_calib *out);
+
+/* GIL held. io= of Device(): NULL (absent), "auto", "uring" or "syscall". 0 or -1. */
+int tt_parse_io(PyObject *obj, int *out);
+/* GIL held. Give a just-opened device its backend for TT_IO_* `req` (TUNTAP_IO
+ * overrides "auto"): "uring" raises when io_uring is unusable, "auto" then stays
+ * on read()/write(). 0 or -1. */
+int tt_uring_attach(DeviceObject *self, int req);
+/* GIL held. A dict of the counters, for tests. */
+PyObject *tt_uring_stats(const tt_uring *u);
+PyObject *tt_io_uring_probe(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char tt_io_uring_probe__doc__[];
+
+/* ------------------------------------------------------------------------ */
 /* open.c: making devices (GIL held)                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -294,6 +354,8 @@ TT_SETTER(hwaddr);
 TT_GETTER(vnet_hdr_size);
 TT_SETTER(vnet_hdr_size);
 TT_GETTER(header_size);
+TT_GETTER(io);           /* uring.c */
+TT_GETTER(_uring_stats); /* uring.c */
 /* Closures of the ifint getter/setter pair (which SIOC ioctls, which name). */
 typedef struct {
     unsigned long get, set;

@@ -17,23 +17,36 @@
  * calls again); once one packet is in, read without waiting until the batch is
  * full or the queue is empty. An error after the first packet is left for the next
  * call to report: the packets read so far are returned now. */
+typedef struct {
+    PacketBatchObject *b;
+    tt_uring *u; /* the io_uring backend, or NULL */
+} tt_read_ctx;
+
+/* The first read is always read(), so an empty queue looks the same on both
+ * backends; io_uring may then take the rest (uring.c). */
 static ssize_t
 tt_read_batch_impl(tt_op *op)
 {
-    PacketBatchObject *b = op->ctx;
+    tt_read_ctx *c = op->ctx;
+    PacketBatchObject *b = c->b;
     size_t slot = (size_t)b->slot_size;
-    Py_ssize_t i, cap = b->capacity;
+    Py_ssize_t i = 1, cap = b->capacity;
     ssize_t n = read(op->fd, tt_batch_slot(b, 0), slot);
     if (n < 0) {
         return -1;
     }
     b->sizes[0] = (uint32_t)n;
-    for (i = 1; i < cap; i++) {
-        n = read(op->fd, tt_batch_slot(b, i), slot);
-        if (n < 0) {
-            break;
+    if (c->u == NULL || !tt_uring_read_more(c->u, op->fd, b, &i)) {
+        for (; i < cap; i++) {
+            n = read(op->fd, tt_batch_slot(b, i), slot);
+            if (n < 0) {
+                break;
+            }
+            b->sizes[i] = (uint32_t)n;
         }
-        b->sizes[i] = (uint32_t)n;
+    }
+    if (c->u != NULL) {
+        tt_uring_read_done(c->u, i);
     }
     return i;
 }
@@ -50,8 +63,9 @@ PyObject *
 Device_read_batch(DeviceObject *self, PyObject *arg)
 {
     PacketBatchObject *b = (PacketBatchObject *)arg;
+    tt_read_ctx c = {b, self->uring};
     tt_op op = {.impl = tt_read_batch_impl, .syscall = "read()", .events = POLLIN,
-                .ctx = b};
+                .ctx = &c};
     Py_ssize_t n;
 
     if (Py_TYPE(arg) != self->batch_type) {
@@ -78,17 +92,13 @@ Device_read_batch(DeviceObject *self, PyObject *arg)
 
 /* -- write_batch ------------------------------------------------------------ */
 
-typedef struct {
-    const char *data;
-    size_t len;
-} tt_pkt;
-
 /* Packets [done, count) of either a PacketBatch or a pkts array; `base` packets
  * were written by earlier calls (the chunks of a sequence). */
 typedef struct {
     const tt_pkt *pkts;
     const PacketBatchObject *b;
     Py_ssize_t base, done, count;
+    tt_uring *u; /* the io_uring backend, or NULL */
 } tt_write_ctx;
 
 /* Write from where the last attempt stopped; EAGAIN leaves `done` for the engine
@@ -98,6 +108,10 @@ static ssize_t
 tt_write_batch_impl(tt_op *op)
 {
     tt_write_ctx *c = op->ctx;
+    if (c->u != NULL && tt_uring_write(c->u, op->fd, c->pkts, c->b, &c->done, c->count) < 0) {
+        op->progress = c->base + c->done;
+        return -1;
+    }
     for (; c->done < c->count; c->done++) {
         const char *data = c->pkts ? c->pkts[c->done].data : tt_batch_slot(c->b, c->done);
         size_t len = c->pkts ? c->pkts[c->done].len : c->b->sizes[c->done];
@@ -118,7 +132,7 @@ static Py_ssize_t
 tt_write_many(DeviceObject *self, const tt_pkt *pkts, const PacketBatchObject *b,
               Py_ssize_t base, Py_ssize_t count)
 {
-    tt_write_ctx c = {pkts, b, base, 0, count};
+    tt_write_ctx c = {pkts, b, base, 0, count, self->uring};
     tt_op op = {.impl = tt_write_batch_impl, .syscall = "write()", .events = POLLOUT,
                 .progress = base, .ctx = &c};
     if (base == 0 && (pkts ? pkts[0].len : b->sizes[0]) == 0) {

@@ -364,11 +364,17 @@ static PyGetSetDef Device_getset[] = {
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},
+    {"io", (getter)Device_get_io, NULL,
+     "The backend of read_batch/write_batch: 'uring' (io_uring) or 'syscall' "
+     "(read()/write()).", NULL},
+    {"_uring_stats", (getter)Device_get__uring_stats, NULL,
+     "Counters of the io_uring backend (for tests), or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(Device__doc__,
-"Device(name='', flags=4097, *, blocking=True, netns=None, path='/dev/net/tun')\n"
+"Device(name='', flags=4097, *, blocking=True, netns=None, path='/dev/net/tun',\n"
+"       io='auto')\n"
 "--\n\n"
 "A TUN/TAP device: opens path, attaches or creates the interface with TUNSETIFF.\n"
 "flags defaults to IFF_TUN | IFF_NO_PI (4097).");

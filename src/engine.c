@@ -222,6 +222,7 @@ int
 tt_shutdown(DeviceObject *self, int keep_fd)
 {
     int fd = self->fd, wakefd = self->wakefd, ctlfd = self->ctlfd;
+    tt_uring *uring = self->uring;
 
     if (fd < 0) {
         return -1;
@@ -229,6 +230,7 @@ tt_shutdown(DeviceObject *self, int keep_fd)
     self->fd = -1;
     self->wakefd = -1;
     self->ctlfd = -1;
+    self->uring = NULL;
     Py_BEGIN_ALLOW_THREADS
     if (__atomic_load_n(&self->busy, __ATOMIC_ACQUIRE) > 0) {
         /* Wake threads waiting in poll(); every wait watches wakefd and every fd is
@@ -242,6 +244,8 @@ tt_shutdown(DeviceObject *self, int keep_fd)
             nanosleep(&ts, NULL);
         }
     }
+    /* The rings first: the read ring holds the device file (uring.c). */
+    tt_uring_free(uring);
     /* Never retry close(): the fd is gone even when it reports EINTR. */
     if (!keep_fd) {
         close(fd);

@@ -245,10 +245,10 @@ tt_open_impl(tt_op *op)
 PyObject *
 Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"name", "flags", "blocking", "netns", "path", NULL};
-    PyObject *name_obj = NULL, *netns = Py_None, *path_obj = NULL;
+    static char *kwlist[] = {"name", "flags", "blocking", "netns", "path", "io", NULL};
+    PyObject *name_obj = NULL, *netns = Py_None, *path_obj = NULL, *io_obj = NULL;
     PyObject *path_bytes = NULL;
-    int flags = IFF_TUN | IFF_NO_PI, blocking = 1, ns_owned = 0;
+    int flags = IFF_TUN | IFF_NO_PI, blocking = 1, ns_owned = 0, io;
     char name[IFNAMSIZ] = "", nslabel[PATH_MAX];
     struct ifreq ifr;
     tt_open_ctx c = {.path = TT_DEFAULT_PATH, .ifr = &ifr};
@@ -256,8 +256,11 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     DeviceObject *self = NULL;
     Py_ssize_t r;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Ui$pOO:Device", kwlist, &name_obj,
-                                     &flags, &blocking, &netns, &path_obj)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Ui$pOOO:Device", kwlist, &name_obj,
+                                     &flags, &blocking, &netns, &path_obj, &io_obj)) {
+        return NULL;
+    }
+    if (tt_parse_io(io_obj, &io) < 0) {
         return NULL;
     }
     if (name_obj != NULL && tt_check_ifname(name_obj, name) < 0) {
@@ -323,7 +326,7 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->req_flags = flags & ~IFF_PERSIST;
     self->timeout_ns = blocking ? -1 : 0;
     snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
-    if (tt_update_hdr_len(self, self->req_flags) < 0) {
+    if (tt_update_hdr_len(self, self->req_flags) < 0 || tt_uring_attach(self, io) < 0) {
         Py_CLEAR(self);
     }
 done:
@@ -439,7 +442,8 @@ Device_fromfd(PyTypeObject *type, PyObject *arg)
     self->fd = c.newfd;
     self->ctlfd = c.ctl;
     snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
-    if (tt_device_flags(self, &flags) < 0 || tt_update_hdr_len(self, flags) < 0) {
+    if (tt_device_flags(self, &flags) < 0 || tt_update_hdr_len(self, flags) < 0 ||
+        tt_uring_attach(self, TT_IO_AUTO) < 0) {
         Py_DECREF(self);
         return NULL;
     }

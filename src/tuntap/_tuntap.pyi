@@ -8,7 +8,7 @@ was compiled against define them (tools/stubtest-allowlist.txt lists them).
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Final, final
+from typing import Final, Literal, TypedDict, final
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer as _Buffer
@@ -41,6 +41,23 @@ TUN_F_USO4: Final[int]
 TUN_F_USO6: Final[int]
 IFNAMSIZ: Final[int]
 
+class _UringStats(TypedDict):
+    enters: int
+    sqes: int
+    declined: int
+    adopted: int
+    broken: int
+
+class _UringProbe(TypedDict):
+    available: bool
+    errno: int
+    syscall_ns: float
+    uring_ns: float
+    threshold: float
+    choice: Literal["uring", "syscall"]
+
+def _io_uring_probe(rerun: bool = False, /) -> _UringProbe: ...
+
 class Device:
     def __new__(
         cls,
@@ -50,6 +67,7 @@ class Device:
         blocking: bool = True,
         netns: _NetNs | None = None,
         path: _Path = "/dev/net/tun",
+        io: Literal["auto", "uring", "syscall"] = "auto",
     ) -> Self: ...
     # -- hot path: one packet per call
     def readinto(self, buffer: _Buffer, /) -> int: ...
@@ -109,6 +127,10 @@ class Device:
     def vnet_hdr_size(self, value: int, /) -> None: ...
     @property
     def header_size(self) -> int: ...
+    @property
+    def io(self) -> Literal["uring", "syscall"]: ...
+    @property
+    def _uring_stats(self) -> _UringStats | None: ...
 
 @final
 class PacketBatch:
