@@ -327,6 +327,7 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->timeout_ns = blocking ? -1 : 0;
     snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
     if (tt_update_hdr_len(self, self->req_flags) < 0 || tt_uring_attach(self, io) < 0) {
+        tt_shutdown(self, 0); /* closed here, not by the finalizer's ResourceWarning */
         Py_CLEAR(self);
     }
 done:
@@ -444,6 +445,7 @@ Device_fromfd(PyTypeObject *type, PyObject *arg)
     snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
     if (tt_device_flags(self, &flags) < 0 || tt_update_hdr_len(self, flags) < 0 ||
         tt_uring_attach(self, TT_IO_AUTO) < 0) {
+        tt_shutdown(self, 0);
         Py_DECREF(self);
         return NULL;
     }

@@ -83,6 +83,7 @@ typedef struct {
 
 struct tt_uring {
     tt_ring rd, wr;
+    int min;     /* TT_URING_MIN, or TUNTAP_URING_MIN */
     int last;    /* packets the previous read_batch took (atomic, relaxed) */
     int broken;  /* the kernel misbehaved once: read()/write() from now on */
     /* counters for tests (Device._uring_stats); updated under the ring's lock,
@@ -403,7 +404,7 @@ tt_uring_read_more(tt_uring *u, int devfd, PacketBatchObject *b, Py_ssize_t *cou
     unsigned n, got;
     int done = 1;
 
-    if (last < TT_URING_MIN || i >= cap || u->broken) {
+    if (last < u->min || i >= cap || u->broken) {
         return 0;
     }
     if (!tt_ring_trylock(&u->rd)) {
@@ -566,7 +567,7 @@ tt_uring_write(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObje
     Py_ssize_t i = *done;
     int ret = 0;
 
-    if (u->broken || count - i < TT_URING_MIN) {
+    if (u->broken || count - i < u->min) {
         return 0;
     }
     if (!tt_ring_trylock(r)) {
@@ -578,7 +579,7 @@ tt_uring_write(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObje
         __atomic_fetch_add(&u->declined, 1, __ATOMIC_RELAXED);
         return 0;
     }
-    while (count - i >= TT_URING_MIN) {
+    while (count - i >= u->min) {
         unsigned n = 0, lim = count - i < TT_URING_ENTRIES ? (unsigned)(count - i)
                                                             : TT_URING_ENTRIES;
         int how, err;
@@ -621,6 +622,7 @@ tt_uring_open(int devfd, tt_uring **out, const char **what)
         return -1;
     }
     u->rd.fd = u->wr.fd = -1;
+    u->min = TT_URING_MIN;
     if (tt_ring_open(&u->rd, TT_RD_FLAGS, devfd, what) < 0) {
         goto fail;
     }
@@ -677,9 +679,9 @@ tt_uring_broken(const tt_uring *u)
 PyObject *
 tt_uring_stats(const tt_uring *u)
 {
-    return Py_BuildValue("{sKsKsKsKsi}", "enters", u->enters, "sqes", u->sqes, "declined",
+    return Py_BuildValue("{sKsKsKsKsisi}", "enters", u->enters, "sqes", u->sqes, "declined",
                          __atomic_load_n(&u->declined, __ATOMIC_RELAXED), "adopted",
-                         u->adopted, "broken", u->broken);
+                         u->adopted, "broken", u->broken, "min", u->min);
 }
 
 /* -- io="auto": is io_uring faster here? ------------------------------------ */
@@ -858,11 +860,13 @@ tt_uring_attach(DeviceObject *self, int req)
     tt_uring_open_ctx c = {NULL, "io_uring_setup()"};
     tt_op op = {.impl = tt_uring_open_impl, .syscall = "io_uring_setup()", .flags = TT_OP_RAW,
                 .ctx = &c};
+    const char *env;
+    int min = TT_URING_MIN;
 
     self->io = TT_IO_SYSCALL;
     if (req == TT_IO_AUTO) {
         /* TUNTAP_IO overrides what "auto" picks (the test suite runs twice with it). */
-        const char *env = getenv("TUNTAP_IO");
+        env = getenv("TUNTAP_IO");
         if (env != NULL && env[0] != '\0') {
             if (strcmp(env, "uring") == 0) {
                 req = TT_IO_URING;
@@ -889,6 +893,17 @@ tt_uring_attach(DeviceObject *self, int req)
             return 0;
         }
     }
+    env = getenv("TUNTAP_URING_MIN");
+    if (env != NULL && env[0] != '\0') {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end != '\0' || v < 1 || v > TT_URING_ENTRIES) {
+            PyErr_Format(PyExc_ValueError, "TUNTAP_URING_MIN must be 1 to %d, not '%s'",
+                         TT_URING_ENTRIES, env);
+            return -1;
+        }
+        min = (int)v;
+    }
     if (tt_call(self, &op) < 0) {
         if (op.err == 0) {
             return -1; /* a signal handler raised */
@@ -899,6 +914,7 @@ tt_uring_attach(DeviceObject *self, int req)
         tt_oserror(op.err, c.what, self->name, tt_uring_hint(op.err));
         return -1;
     }
+    c.u->min = min;
     self->uring = c.u;
     self->io = TT_IO_URING;
     return 0;

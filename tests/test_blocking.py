@@ -10,7 +10,8 @@ import pytest
 
 from netutil import WAIT, parse_udp4, udp_socket, unique_name
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 
 def send_later(delay: float, dst: str, port: int, payload: bytes,

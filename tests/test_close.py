@@ -13,7 +13,8 @@ import pytest
 import tuntap
 from netutil import WAIT, link_exists, unique_name
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 CLOSED_MSG = "I/O operation on closed device"
 

@@ -11,7 +11,8 @@ import pytest
 import tuntap
 from netutil import WAIT, ip, link_exists, unique_name
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 MISSING = "/nonexistent-dir/net/tun"
 

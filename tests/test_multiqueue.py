@@ -14,7 +14,8 @@ import pytest
 import tuntap
 from netutil import WAIT, Net, is_udp4_to, link_json, parse_udp4, unique_name, unique_net
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 PORT = 7700
 

@@ -33,6 +33,9 @@ import pytest
 import tuntap
 from netutil import WAIT, build_udp4, checksum, ip, unique_name, unique_net, unique_net6
 
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = pytest.mark.usefixtures("io_backend")
+
 VNET = tuntap.VirtioNetHdr
 Flags = tuntap.Flags
 Offload = tuntap.Offload
@@ -509,6 +512,13 @@ def _vnet_tun(open_device: Callable[..., Any], fam: int) -> VnetTun:
         return VnetTun(dev, 4, socket.AF_INET, local, remote, 20)
     local, remote = unique_net6()
     ip("addr", "add", f"{local}/128", "peer", f"{remote}/128", "dev", dev.name, "nodad")
+    # The peer route appears only once linkwatch has marked the link operationally up,
+    # which happens asynchronously after up(): until then a send gets ENETUNREACH.
+    deadline = time.monotonic() + WAIT
+    while ip("-6", "route", "get", remote, check=False).stdout.find(f"dev {dev.name} ") < 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no IPv6 route to {remote} via {dev.name} after {WAIT} s")
+        time.sleep(0.01)
     return VnetTun(dev, 6, socket.AF_INET6, local, remote, 40)
 
 

@@ -47,6 +47,7 @@ class _UringStats(TypedDict):
     declined: int
     adopted: int
     broken: int
+    min: int
 
 class _UringProbe(TypedDict):
     available: bool
