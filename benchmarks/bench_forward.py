@@ -14,6 +14,8 @@ userspace forwarder process that holds both fds. ``iperf3 -c`` in A sends TCP to
   ``write_batch``, batches of 64) with one thread per direction / one epoll thread.
 - ``ctypes-threads``: the same thread-per-direction loop on the ctypes-style TUN of
   ``ctypes_tun.py`` (``os.read``/``os.write``, one packet per call), as users write it today.
+- ``tuntap-threads-uring`` / ``tuntap-epoll-uring``: the tuntap forwarders with
+  ``TUNTAP_IO=uring`` (the io_uring batch backend whatever ``io="auto"`` picks here).
 
 each ``plain`` (TUN, MTU 1500) and ``offload`` (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD(CSUM|TSO4|
 TSO6)``: 64 KiB TCP super-packets pass through with their virtio-net header). Per run:
@@ -59,7 +61,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ADDR_A, ADDR_B = "10.77.0.1", "10.77.0.2"
-FORWARDERS = ("c-threads", "c-poll", "tuntap-threads", "tuntap-epoll", "ctypes-threads")
+FORWARDERS = ("c-threads", "c-poll", "tuntap-threads", "tuntap-epoll", "ctypes-threads",
+              "tuntap-threads-uring", "tuntap-epoll-uring")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # <linux/if_tun.h>: user code copies these numbers, so the ctypes forwarder does too.
@@ -191,6 +194,8 @@ class Env:
             argv = [sys.executable, os.path.join(ROOT, "examples", "forward.py"),
                     "--mode", fwd.split("-")[1], "--ns-a", self.ns_a, "--ns-b", self.ns_b,
                     "--dev-a", "tA", "--dev-b", "tB", "--seconds", life]
+            if fwd.endswith("-uring"):  # the same forwarder on the io_uring batch backend
+                argv = ["env", "TUNTAP_IO=uring", *argv]
             return argv + (["--offload"] if offload else []), True
         if fwd == "ctypes-threads":
             return [sys.executable, os.path.abspath(__file__), "_ctypes", *common,

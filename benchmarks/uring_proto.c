@@ -1,35 +1,49 @@
 /* uring_proto.c: the io_uring designs for read_batch/write_batch, measured in C before
  * any of them is built into tuntap (issue: an io_uring backend).
  *
- *   cc -O2 -Wall -o /tmp/uring_proto benchmarks/uring_proto.c
- *   sudo taskset -c 1 /tmp/uring_proto probe          # what the kernel does (no timing)
- *   sudo taskset -c 1 /tmp/uring_proto bench [ROUNDS]  # the table in benchmarks/README.md
+ *   cc -O2 -Wall -pthread -o /tmp/uring_proto benchmarks/uring_proto.c
+ *   sudo taskset -c 1 /tmp/uring_proto probe             # what the kernel does (no timing)
+ *   sudo taskset -c 1 /tmp/uring_proto bench [ROUNDS [N]] # the tables in benchmarks/README.md
  *
  * Needs root: it unshares a private network namespace first (gone when it exits), makes
  * one TUN device there (IFF_TUN | IFF_NO_PI, O_NONBLOCK like tuntap's), routes
  * 10.77.0.0/24 through it and fills its queue with 64-byte UDP datagrams from a socket.
- * Raw syscalls and <linux/io_uring.h> only (no liburing).
+ * Raw syscalls and <linux/io_uring.h> only (no liburing). N > 0 first installs a seccomp
+ * filter of N instructions that allows everything but loads a syscall argument, so the
+ * kernel cannot cache it: every syscall runs it, io_uring's internal reads and writes do
+ * not. It dials the syscall round trip up (N = 1500: ~150 ns getppid, ~220 ns in
+ * bench_io's measure) to the cost the issue's machine had, on this one.
  *
- * Read designs, each draining "a batch" of up to CAP = 64 packets into a 64 x 2048-byte
- * arena, the way Device.read_batch(PacketBatch(64)) does:
- *   read()             read() until the batch is full or EAGAIN (today's read_batch)
- *   uring N            N READ SQEs (one per slot) in one io_uring_enter
- *   uring-fixed N      the same with the arena registered (READ_FIXED)
- *   uring adaptive     first round n = last batch's count + 1, then rounds of 2n until
- *                      full or a read says EAGAIN (bounds the EAGAIN completions)
- *   multishot          one READ_MULTISHOT into a provided-buffer ring whose buffers are
- *                      the arena's slots; cancelled at the end of every batch (it would
- *                      otherwise keep consuming packets between calls)
- * each on a default ring and on SINGLE_ISSUER|DEFER_TASKRUN ("+dt").
- * Write designs, writing a batch of 64 prebuilt 92-byte IPv4/UDP packets to a local UDP
- * socket: write() loop; N WRITE SQEs; the same linked (IOSQE_IO_LINK: a failure cancels
- * the rest, which write_batch's "count written so far" needs); WRITE_FIXED.
+ * Read designs, each draining "a batch" of up to 64 packets into a 64 x 2048-byte arena,
+ * the way Device.read_batch(PacketBatch(64)) does:
+ *   read() loop      read() until the batch is full or EAGAIN (today's read_batch)
+ *   uring N READ     N READ SQEs (one per slot) in one io_uring_enter, RWF_NOWAIT
+ *   READ_FIXED       the arena registered (IORING_REGISTER_BUFFERS)
+ *   fixed file       the TUN fd registered (IORING_REGISTER_FILES, IOSQE_FIXED_FILE)
+ *   lean             fixed file + registered ring fd + IORING_SETUP_NO_SQARRAY
+ *   dt               IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
+ *   adaptive         first round n = last call's count + 1, then rounds of 2n until
+ *                    full or a read says EAGAIN
+ *   hybrid T         the first packet by read(); the rest by READ SQE rounds only if the
+ *                    previous call took >= T packets (else read()), the first round at
+ *                    most min(last, cap): what tuntap builds (T = 8, cap = 16)
+ *   ring-first       the same without the read(), other first-round caps
+ *   multishot        one READ_MULTISHOT into a provided-buffer ring whose buffers are
+ *                    the arena's slots, cancelled at the end of every batch (armed, it
+ *                    would go on consuming packets between calls)
+ * Write designs, writing batches of 64 prebuilt 92-byte IPv4/UDP packets to a local UDP
+ * socket: write() loop; N WRITE SQEs; linked (IOSQE_IO_LINK: a failure cancels the rest,
+ * which write_batch's "count written so far" needs); WRITE_FIXED; coop
+ * (IORING_SETUP_COOP_TASKRUN); dt; lean.
  *
- * Points: a full queue (K = 1024 queued, drained in batches of 64: ns per packet), and
- * partly filled queues (Q = 1, 4, 16, 64 packets queued, one batch call: ns per call and
- * per packet), plus the cost of one EAGAIN (a read on an empty queue) each way.
- * Each point: ROUNDS rounds (default 7), designs interleaved and rotated per round; the
- * median over rounds is printed, and its ratio to read()/write() of the same round.
+ * Points: a full queue (K = 1024 queued, drained in batch calls: ns per packet), partly
+ * filled queues (Q = 1, 4, 16, 64 packets queued, one call: ns per call, the call before
+ * untimed so the designs that look at the last call are in their steady state), the first
+ * call after a burst (256 drained, then 1 queued), writes of 1, 4, 16, 64 per call, and
+ * the cost of one EAGAIN each way. ROUNDS rounds (default 7) after a warm-up, designs
+ * interleaved and rotated per round; the median over rounds is printed with the paired
+ * ratio (median of per-round ratios) to read()/write() of the same round. "calibration"
+ * is what tuntap's io="auto" measures (uring.c: tt_uring_calibrate).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -401,6 +415,7 @@ struct design {
     int last;                    /* adaptive: the previous call's count */
     int thresh;                  /* hybrid: io_uring only after a call of >= thresh */
     int cap1;                    /* hybrid: at most this many SQEs in the first round */
+    int cap_full;                /* ring-first: first round after a full batch */
     struct ring ring;
     struct io_uring_buf_ring *br;
     size_t br_len;
@@ -501,6 +516,31 @@ static int do_hybrid(struct design *d)
     n = d->last < d->n - 1 ? d->last : d->n - 1;
     if (d->cap1 && n > d->cap1)
         n = d->cap1; /* bounds the EAGAINs of the first call after a burst */
+    while (total < d->n) {
+        int got = uring_read_round(d, total, n);
+        total += got;
+        if (got < n)
+            break;
+        n = 2 * n < d->n - total ? 2 * n : d->n - total;
+    }
+    d->last = total;
+    return total;
+}
+
+/* Ring-first: after a call of >= thresh packets, no read() at all: READ SQEs from slot
+ * 0 (an EAGAIN in the first one means "empty": the next call starts over with read()).
+ * First round: a batch after a full one gets min(capacity, cap_full) SQEs, else
+ * min(last + 1, cap1); then doubling. */
+static int do_ringfirst(struct design *d)
+{
+    int total = 0, n;
+    if (d->last < d->thresh) {
+        int r = do_read_loop(d);
+        d->last = r;
+        return r;
+    }
+    n = d->last >= d->n ? (d->n < d->cap_full ? d->n : d->cap_full)
+                        : (d->last + 1 < d->cap1 ? d->last + 1 : d->cap1);
     while (total < d->n) {
         int got = uring_read_round(d, total, n);
         total += got;
@@ -977,6 +1017,10 @@ static struct design rd[] = {
     H("hybrid, fixed file, T=8", 8, 0),
     H("hybrid, fixed file, T=8, first round <= 16", 8, 16),
     H("hybrid, fixed file, T=8, first round <= 32", 8, 32),
+    {.name = "ring-first, T=8, first round last+1 <= 32, after full 32", .kind = 'r',
+     .fn = do_ringfirst, .n = CAP, .ffile = 1, .thresh = 8, .cap1 = 32, .cap_full = 32},
+    {.name = "ring-first, T=8, first round last+1 (no cap)", .kind = 'r',
+     .fn = do_ringfirst, .n = CAP, .ffile = 1, .thresh = 8, .cap1 = 64, .cap_full = 64},
     D("multishot + cancel", 'r', do_multishot, CAP, 0, 0, 0, 0, 0, 0),
     D("multishot + cancel, dt", 'r', do_multishot, CAP, DT, 0, 0, 0, 0, 0),
 };
