@@ -32,7 +32,8 @@ and the ratio to the C floor's median of the same run), then markdown tables.
 
     sudo python benchmarks/bench_io.py all            # K=1024,8192 x 64,1400 bytes
     sudo python benchmarks/bench_io.py read -k 1024 -s 64 -r 9
-    sudo python benchmarks/bench_io.py all -k 1024 -s 64 --only "tuntap read_batch,tuntap write_batch,C io_uring"
+    sudo python benchmarks/bench_io.py all -k 1024 -s 64 \
+        --only "tuntap read_batch,tuntap write_batch,C io_uring"
     sudo python benchmarks/bench_io.py partial -r 9 [--seccomp 1500]
 """
 
@@ -183,8 +184,8 @@ def backend_methods() -> list[Method]:
 
     methods: list[Method] = []
     batches: dict[int, Any] = {}
-    for io in ("syscall", "uring"):
-        def opener(ifname: str, io: str = io) -> Any:
+    for backend in ("syscall", "uring"):
+        def opener(ifname: str, io: str = backend) -> Any:
             return tuntap.Device(ifname, io=io)
 
         def run_read(dev: Any, k: int, packet: bytes) -> int:
@@ -200,8 +201,9 @@ def backend_methods() -> list[Method]:
                 batch.append(packet)
             return _bench.loop_batch(dev.write_batch, batch, k)
 
-        methods.append(Method(f"tuntap read_batch({BATCH}) io={io}", "read", opener, run_read))
-        methods.append(Method(f"tuntap write_batch({BATCH}) io={io}", "write", opener,
+        methods.append(Method(f"tuntap read_batch({BATCH}) io={backend}", "read", opener,
+                              run_read))
+        methods.append(Method(f"tuntap write_batch({BATCH}) io={backend}", "write", opener,
                               run_write))
     return methods
 
@@ -432,7 +434,6 @@ def main(argv: list[str] | None = None) -> int:
         install_seccomp(args.seccomp)
     if args.what == "partial":
         import tuntap  # noqa: F401 - io="auto" below measures under the filter
-
         from tuntap import _tuntap
         print(json.dumps({"meta": {**machine_info(cpu), "syscall_ns": round(syscall_ns(), 1),
                                    "seccomp_insns": args.seccomp,

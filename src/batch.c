@@ -33,6 +33,9 @@ tt_read_batch_impl(tt_op *op)
     Py_ssize_t i = 1, cap = b->capacity;
     ssize_t n = read(op->fd, tt_batch_slot(b, 0), slot);
     if (n < 0) {
+        if (c->u != NULL && errno == EAGAIN) {
+            tt_uring_read_done(c->u, 0); /* the queue ran dry: start small again */
+        }
         return -1;
     }
     b->sizes[0] = (uint32_t)n;

@@ -10,12 +10,13 @@
  * read_batch: the first packet is read with read(), so an empty queue costs one
  *   EAGAIN syscall and the engine waits exactly as on the syscall backend. If the
  *   previous call took at least TT_URING_MIN packets, the rest of the batch is read
- *   with READ SQEs into the batch's slots, in rounds (the first of at most
- *   min(previous count, TT_URING_FIRST), then doubling, at most TT_URING_ENTRIES per
- *   io_uring_enter) until a read says EAGAIN or the batch is full; otherwise with
- *   more read()s. Small batches stay on read() because one io_uring_enter costs
- *   more than a few syscalls; the first-round cap bounds the EAGAIN completions
- *   that the first call after a burst pays.
+ *   with READ SQEs into the batch's slots, in rounds (the first of TT_URING_ENTRIES
+ *   after a full batch, else of min(previous count, TT_URING_FIRST); then doubling;
+ *   at most TT_URING_ENTRIES per io_uring_enter) until a read says EAGAIN or the
+ *   batch is full; otherwise with more read()s. Small batches stay on read() because
+ *   one io_uring_enter costs more than a few syscalls. A call that finds the queue
+ *   empty forgets the previous count, so the first call of the next burst starts on
+ *   read() again; the first-round cap bounds the EAGAIN completions otherwise.
  *   Every READ carries RWF_NOWAIT: without it, a READ of an empty O_NONBLOCK TUN fd
  *   does not complete with EAGAIN but arms poll and stays pending (Linux 6.18,
  *   io_uring/rw.c: O_NONBLOCK alone does not set REQ_F_NOWAIT once the file
@@ -40,6 +41,7 @@
  * forked child (the mappings are shared with the parent). No allocation per call.
  */
 #include "_tuntap.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -54,32 +56,15 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-#define TT_URING_ENTRIES 64 /* SQEs per ring and per io_uring_enter */
+#define TT_URING_ENTRIES TT_RING_ENTRIES /* SQEs per io_uring_enter */
 #define TT_URING_MIN 8      /* packets below which read()/write() are cheaper */
 #define TT_URING_FIRST 16   /* the first read round after the first packet */
 #define TT_URING_ADOPT 64   /* calls from another thread before it gets the ring */
+#define TT_RD_FLAGS 0u
+#define TT_WR_FLAGS (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
 /* io="auto" picks io_uring when a READ SQE costs less than this fraction of a
  * read() syscall (tt_uring_calibrate; benchmarks/README.md has the crossover). */
 #define TT_URING_AUTO_RATIO 0.9
-
-#define TT_UD_CANCEL 0xffffffffu
-
-typedef struct {
-    int fd;                      /* the ring; -1: none */
-    unsigned flags;              /* io_uring_setup flags */
-    unsigned *khead, *ktail;     /* SQ head (kernel) and tail (ours, published) */
-    unsigned *cqhead, *cqtail;
-    unsigned sqmask, cqmask, tail;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-    void *rings;
-    size_t rings_len, sqes_len;
-    unsigned gen;                /* tt_fork_gen when made */
-    int lock;                    /* atomic try-lock: the ring's one user */
-    int files;                   /* the device fd is registered file 0 */
-    const void *owner;           /* SINGLE_ISSUER: the submitting thread's key */
-    int foreign;                 /* consecutive calls from other threads */
-} tt_ring;
 
 struct tt_uring {
     tt_ring rd, wr;
@@ -91,253 +76,10 @@ struct tt_uring {
     unsigned long long enters, sqes, declined, adopted;
 };
 
-/* -- process-wide state ------------------------------------------------------ */
-
 /* A thread's identity: the address of a thread-local byte. */
 static _Thread_local char tt_thread_key;
 #define TT_THREAD_KEY ((const void *)&tt_thread_key)
-#define TT_OWNER_UNKNOWN ((const void *)&tt_fork_gen)
-
-/* Bumped in the child of every fork(): a ring made in another process is shared
- * memory with it and must not be touched. */
-static unsigned tt_fork_gen;
-static pthread_once_t tt_atfork_once = PTHREAD_ONCE_INIT;
-
-static void
-tt_on_fork_child(void)
-{
-    tt_fork_gen++;
-}
-
-static void
-tt_register_atfork(void)
-{
-    (void)pthread_atfork(NULL, NULL, tt_on_fork_child);
-}
-
-/* -- raw io_uring ------------------------------------------------------------- */
-
-static int
-tt_sys_setup(unsigned entries, struct io_uring_params *p)
-{
-    return (int)syscall(__NR_io_uring_setup, entries, p);
-}
-
-static int
-tt_sys_enter(int fd, unsigned submit, unsigned wait, unsigned flags, void *arg, size_t argsz)
-{
-    return (int)syscall(__NR_io_uring_enter, fd, submit, wait, flags, arg, argsz);
-}
-
-static int
-tt_sys_register(int fd, unsigned op, void *arg, unsigned n)
-{
-    return (int)syscall(__NR_io_uring_register, fd, op, arg, n);
-}
-
-/* No GIL. Unmap and close (never retried); unregister the device file first when
- * `unregister` (the caller's process made the ring and no request is in flight). */
-static void
-tt_ring_close(tt_ring *r, int unregister)
-{
-    if (r->fd < 0) {
-        return;
-    }
-    if (unregister && r->files && r->gen == tt_fork_gen) {
-        (void)tt_sys_register(r->fd, IORING_UNREGISTER_FILES, NULL, 0);
-    }
-    if (r->sqes != NULL) {
-        munmap(r->sqes, r->sqes_len);
-    }
-    if (r->rings != NULL) {
-        munmap(r->rings, r->rings_len);
-    }
-    close(r->fd);
-    r->fd = -1;
-    r->sqes = NULL;
-    r->rings = NULL;
-    r->files = 0;
-}
-
-/* No GIL. Make a ring of TT_URING_ENTRIES with `flags`; register `devfd` as file 0
- * unless it is -1. 0, or -1 with errno and *what naming the failing call. */
-static int
-tt_ring_open(tt_ring *r, unsigned flags, int devfd, const char **what)
-{
-    struct io_uring_params p;
-    char *base;
-    unsigned i, *array;
-    int err;
-
-    pthread_once(&tt_atfork_once, tt_register_atfork);
-    memset(r, 0, sizeof(*r));
-    memset(&p, 0, sizeof(p));
-    r->fd = -1;
-    p.flags = flags;
-    *what = "io_uring_setup()";
-    r->fd = tt_sys_setup(TT_URING_ENTRIES, &p);
-    if (r->fd < 0) {
-        return -1;
-    }
-    r->flags = flags;
-    r->gen = tt_fork_gen;
-    *what = "io_uring_setup() (features)";
-    if (!(p.features & IORING_FEAT_SINGLE_MMAP) || !(p.features & IORING_FEAT_NODROP)) {
-        err = EOPNOTSUPP; /* Linux < 5.5 */
-        goto fail;
-    }
-    r->rings_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    if (r->rings_len < p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe)) {
-        r->rings_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-    }
-    *what = "mmap(io_uring)";
-    base = mmap(NULL, r->rings_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd,
-                IORING_OFF_SQ_RING);
-    if (base == MAP_FAILED) {
-        err = errno;
-        goto fail;
-    }
-    r->rings = base;
-    r->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
-    r->sqes = mmap(NULL, r->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                   r->fd, IORING_OFF_SQES);
-    if (r->sqes == MAP_FAILED) {
-        r->sqes = NULL;
-        err = errno;
-        goto fail;
-    }
-    r->khead = (unsigned *)(base + p.sq_off.head);
-    r->ktail = (unsigned *)(base + p.sq_off.tail);
-    r->sqmask = *(unsigned *)(base + p.sq_off.ring_mask);
-    r->cqhead = (unsigned *)(base + p.cq_off.head);
-    r->cqtail = (unsigned *)(base + p.cq_off.tail);
-    r->cqmask = *(unsigned *)(base + p.cq_off.ring_mask);
-    r->cqes = (struct io_uring_cqe *)(base + p.cq_off.cqes);
-    array = (unsigned *)(base + p.sq_off.array);
-    for (i = 0; i < p.sq_entries; i++) {
-        array[i] = i; /* SQE i sits in slot i */
-    }
-    r->tail = *r->ktail;
-    if (devfd >= 0) {
-        *what = "io_uring_register(IORING_REGISTER_FILES)";
-        if (tt_sys_register(r->fd, IORING_REGISTER_FILES, &devfd, 1) < 0) {
-            err = errno;
-            goto fail;
-        }
-        r->files = 1;
-    }
-    return 0;
-fail:
-    tt_ring_close(r, 0);
-    errno = err;
-    return -1;
-}
-
-static struct io_uring_sqe *
-tt_sqe(tt_ring *r, unsigned k)
-{
-    struct io_uring_sqe *s = &r->sqes[(r->tail + k) & r->sqmask];
-    memset(s, 0, sizeof(*s));
-    return s;
-}
-
-/* Publish n prepared SQEs and enter. Returns how many the kernel consumed (the
- * SQ head it advanced is the truth, also when a wait was interrupted), or -1 with
- * errno when it consumed none. SQEs it did not consume are taken back, so a later
- * enter cannot submit them. */
-static int
-tt_ring_submit(tt_ring *r, unsigned n, unsigned wait, unsigned flags, void *arg, size_t argsz)
-{
-    unsigned start = r->tail, consumed;
-    int ret, err = 0;
-    r->tail += n;
-    __atomic_store_n(r->ktail, r->tail, __ATOMIC_RELEASE);
-    for (;;) {
-        ret = tt_sys_enter(r->fd, n, wait, flags, arg, argsz);
-        err = errno;
-        consumed = __atomic_load_n(r->khead, __ATOMIC_ACQUIRE) - start;
-        if (ret >= 0 || err != EINTR || consumed > 0) {
-            break;
-        }
-    }
-    if (consumed < n) {
-        r->tail = start + consumed;
-        __atomic_store_n(r->ktail, r->tail, __ATOMIC_RELEASE);
-    }
-    if (consumed == 0) {
-        errno = ret < 0 ? err : EBUSY;
-        return -1;
-    }
-    return (int)consumed;
-}
-
-/* Take every CQE: res[user_data] for user_data < n. Returns how many. */
-static unsigned
-tt_ring_reap(tt_ring *r, int *res, unsigned n)
-{
-    unsigned head = *r->cqhead, tail = __atomic_load_n(r->cqtail, __ATOMIC_ACQUIRE), got = 0;
-    for (; head != tail; head++) {
-        const struct io_uring_cqe *c = &r->cqes[head & r->cqmask];
-        if (c->user_data < n) {
-            res[c->user_data] = c->res;
-            got++;
-        }
-    }
-    __atomic_store_n(r->cqhead, head, __ATOMIC_RELEASE);
-    return got;
-}
-
-/* The safety net when fewer CQEs than requests came back (a request did not
- * complete inline after all): cancel everything on the ring and wait until every
- * one of the `missing` has completed, so none writes into the arena later. */
-static void
-tt_ring_drain(tt_ring *r, int *res, unsigned n, unsigned missing)
-{
-    struct io_uring_sqe *s = tt_sqe(r, 0);
-    int spins;
-    s->opcode = IORING_OP_ASYNC_CANCEL;
-    s->fd = -1;
-    s->cancel_flags = IORING_ASYNC_CANCEL_ANY;
-    s->user_data = TT_UD_CANCEL;
-    (void)tt_ring_submit(r, 1, 0, 0, NULL, 0);
-    for (spins = 0; missing > 0 && spins < 1000000; spins++) {
-        unsigned got;
-        (void)tt_sys_enter(r->fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
-        got = tt_ring_reap(r, res, n);
-        missing = got < missing ? missing - got : 0;
-    }
-    (void)tt_ring_reap(r, res, n);
-}
-
-static int
-tt_ring_trylock(tt_ring *r)
-{
-    int zero = 0;
-    return __atomic_compare_exchange_n(&r->lock, &zero, 1, 0, __ATOMIC_ACQUIRE,
-                                       __ATOMIC_RELAXED);
-}
-
-static void
-tt_ring_unlock(tt_ring *r)
-{
-    __atomic_store_n(&r->lock, 0, __ATOMIC_RELEASE);
-}
-
-/* Ring locked. A ring made before a fork() is the parent's: leave it to the
- * parent and make our own (rd: with the device file registered). 0 or -1. */
-static int
-tt_ring_refork(tt_ring *r, unsigned flags, int devfd)
-{
-    const char *what;
-    if (r->fd >= 0 && r->gen == tt_fork_gen) {
-        return 0;
-    }
-    tt_ring_close(r, 0);
-    return tt_ring_open(r, flags, devfd, &what);
-}
-
-#define TT_RD_FLAGS 0u
-#define TT_WR_FLAGS (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+#define TT_OWNER_UNKNOWN ((const void *)&tt_uring_open) /* no thread's key */
 
 /* -- read_batch ------------------------------------------------------------- */
 
@@ -355,7 +97,7 @@ tt_read_round(tt_uring *u, PacketBatchObject *b, Py_ssize_t first, unsigned n, u
 
     *got = 0;
     for (k = 0; k < n; k++) {
-        struct io_uring_sqe *s = tt_sqe(r, k);
+        struct io_uring_sqe *s = tt_ring_sqe(r, k);
         s->opcode = IORING_OP_READ;
         s->flags = IOSQE_FIXED_FILE;
         s->fd = 0;
@@ -416,10 +158,12 @@ tt_uring_read_more(tt_uring *u, int devfd, PacketBatchObject *b, Py_ssize_t *cou
         tt_ring_unlock(&u->rd);
         return 0;
     }
-    n = (unsigned)last;
-    if (n > TT_URING_FIRST) {
-        n = TT_URING_FIRST;
-    }
+    /* After a full batch the queue probably holds more: one round takes the rest of
+     * this one. After a partial batch about `last` packets are expected, and at most
+     * TT_URING_FIRST SQEs are risked on it. A call that found the queue empty reset
+     * `last` (tt_uring_read_done(u, 0)), so the first call of a new burst never gets
+     * here and costs no EAGAIN completion at all. */
+    n = last >= cap ? TT_URING_ENTRIES : (unsigned)(last < TT_URING_FIRST ? last : TT_URING_FIRST);
     for (;;) {
         if ((Py_ssize_t)n > cap - i) {
             n = (unsigned)(cap - i);
@@ -452,7 +196,7 @@ static int
 tt_write_ring_mine(tt_uring *u, tt_ring *r)
 {
     const char *what;
-    if (r->fd < 0 || r->gen != tt_fork_gen) {
+    if (r->fd < 0 || tt_ring_stale(r)) {
         if (tt_ring_refork(r, TT_WR_FLAGS, -1) < 0) {
             u->broken = 1;
             return 0;
@@ -462,7 +206,7 @@ tt_write_ring_mine(tt_uring *u, tt_ring *r)
     if (r->owner == NULL) {
         /* made disabled at open: the first thread to write enables it and becomes
          * its only submitter (IORING_SETUP_SINGLE_ISSUER) */
-        if (tt_sys_register(r->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+        if (tt_ring_register(r->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
             u->broken = 1;
             return 0;
         }
@@ -505,7 +249,7 @@ tt_write_round(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObje
     *how = TT_W_DONE;
     *err = 0;
     for (k = 0; k < n; k++) {
-        struct io_uring_sqe *s = tt_sqe(r, k);
+        struct io_uring_sqe *s = tt_ring_sqe(r, k);
         Py_ssize_t i = first + (Py_ssize_t)k;
         s->opcode = IORING_OP_WRITE;
         s->flags = k + 1 < n ? IOSQE_IO_LINK : 0;
@@ -538,7 +282,7 @@ tt_write_round(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObje
         if (reaped >= (unsigned)consumed) {
             break;
         }
-        if (tt_sys_enter(r->fd, 0, (unsigned)consumed - reaped,
+        if (tt_ring_enter_raw(r->fd, 0, (unsigned)consumed - reaped,
                          IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg,
                          sizeof(arg)) < 0 && errno == ETIME) {
             tt_ring_drain(r, res, n, (unsigned)consumed - reaped);
@@ -630,7 +374,7 @@ tt_uring_open(int devfd, tt_uring **out, const char **what)
      * queue as it is (drivers/net/tun.c: tun_do_read returns 0 for an empty
      * iov_iter) and says EOPNOTSUPP when RWF_NOWAIT is not supported. */
     r = &u->rd;
-    s = tt_sqe(r, 0);
+    s = tt_ring_sqe(r, 0);
     s->opcode = IORING_OP_READ;
     s->flags = IOSQE_FIXED_FILE;
     s->fd = 0;
@@ -733,7 +477,7 @@ tt_uring_calibrate(tt_uring_calib *out)
         tsys[k] = (double)(tt_monotonic_ns() - t0) / OPS;
         t0 = tt_monotonic_ns();
         for (i = 0; i < OPS; i++) {
-            struct io_uring_sqe *s = tt_sqe(&r, (unsigned)i);
+            struct io_uring_sqe *s = tt_ring_sqe(&r, (unsigned)i);
             s->opcode = IORING_OP_READ;
             s->flags = IOSQE_FIXED_FILE;
             s->fd = 0;
