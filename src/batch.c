@@ -60,7 +60,9 @@ TT_DOC(Device_read_batch__doc__,
 "return how many were read. Blocking mode waits (honouring the timeout) for the\n"
 "first packet only, then takes whatever is queued without waiting; non-blocking\n"
 "mode raises BlockingIOError when nothing is queued. One GIL release per call, no\n"
-"allocation. Each packet is truncated to batch.slot_size like readinto().");
+"allocation. Each packet is truncated to batch.slot_size like readinto(). On the\n"
+"io_uring backend (Device.io == 'uring') the packets after the first go through\n"
+"io_uring once a call has taken 8 or more.");
 
 PyObject *
 Device_read_batch(DeviceObject *self, PyObject *arg)
@@ -152,7 +154,9 @@ TT_DOC(Device_write_batch__doc__,
 "Write a PacketBatch (its len(batch) packets) or a sequence of bytes-like objects,\n"
 "one packet each, and return how many were written. If the first write fails it\n"
 "raises; if a later one fails it returns the count written so far (like send()).\n"
-"The GIL is released once per PacketBatch, or once per 64 packets of a sequence.");
+"The GIL is released once per PacketBatch, or once per 64 packets of a sequence.\n"
+"On the io_uring backend runs of 8 or more are linked writes, one io_uring_enter\n"
+"per 64.");
 
 PyObject *
 Device_write_batch(DeviceObject *self, PyObject *arg)
