@@ -513,11 +513,17 @@ def _vnet_tun(open_device: Callable[..., Any], fam: int) -> VnetTun:
     local, remote = unique_net6()
     ip("addr", "add", f"{local}/128", "peer", f"{remote}/128", "dev", dev.name, "nodad")
     # The peer route appears only once linkwatch has marked the link operationally up,
-    # which happens asynchronously after up(): until then a send gets ENETUNREACH.
+    # which happens asynchronously after up(): until then a send gets ENETUNREACH. A UDP
+    # connect() makes the same route lookup without sending anything.
     deadline = time.monotonic() + WAIT
-    while ip("-6", "route", "get", remote, check=False).stdout.find(f"dev {dev.name} ") < 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no IPv6 route to {remote} via {dev.name} after {WAIT} s")
+    while True:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect((remote, PORT))
+                break
+            except OSError as e:
+                if e.errno != errno.ENETUNREACH or time.monotonic() > deadline:
+                    raise
         time.sleep(0.01)
     return VnetTun(dev, 6, socket.AF_INET6, local, remote, 40)
 
