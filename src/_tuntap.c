@@ -55,7 +55,10 @@ static PyMethodDef tt_functions[] = {
     {"checksum", (PyCFunction)tt_checksum, METH_O, tt_checksum__doc__},
     {"_check_name", (PyCFunction)tt_check_name, METH_O, tt_check_name__doc__},
     {"features", (PyCFunction)(void (*)(void))tt_features, METH_FASTCALL, tt_features__doc__},
-    {"_list_links", (PyCFunction)tt_list_links, METH_NOARGS, tt_list_links__doc__},
+    {"_list_links", (PyCFunction)(void (*)(void))tt_list_links, METH_FASTCALL,
+     tt_list_links__doc__},
+    {"_link_kind", (PyCFunction)(void (*)(void))tt_link_kind, METH_FASTCALL,
+     tt_link_kind__doc__},
     {"_io_uring_probe", (PyCFunction)(void (*)(void))tt_io_uring_probe, METH_FASTCALL,
      tt_io_uring_probe__doc__},
     {NULL, NULL, 0, NULL},
@@ -118,21 +121,20 @@ tt_exec(PyObject *m)
     return 0;
 }
 
+/* Every object reference the state holds, for traverse and clear. */
+#define TT_STATE_REFS(X, st) X((st)->DeviceType); X((st)->PacketBatchType)
+
 static int
 tt_traverse(PyObject *m, visitproc visit, void *arg)
 {
-    tt_state *st = tt_get_state(m);
-    Py_VISIT(st->DeviceType);
-    Py_VISIT(st->PacketBatchType);
+    TT_STATE_REFS(Py_VISIT, tt_get_state(m));
     return 0;
 }
 
 static int
 tt_clear(PyObject *m)
 {
-    tt_state *st = tt_get_state(m);
-    Py_CLEAR(st->DeviceType);
-    Py_CLEAR(st->PacketBatchType);
+    TT_STATE_REFS(Py_CLEAR, tt_get_state(m));
     return 0;
 }
 

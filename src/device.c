@@ -79,11 +79,21 @@ tt_get_write_buffer(PyObject *obj, Py_buffer *view, const char *fname)
     return 0;
 }
 
+/* Move one packet through the buffer, release it, and return the byte count
+ * (flags TT_OP_TRY: -1 on EAGAIN instead of BlockingIOError). */
+static inline PyObject *
+tt_io_view(DeviceObject *self, int is_write, Py_buffer *view, int flags)
+{
+    Py_ssize_t n = tt_io_ex(self, is_write, view->buf, (size_t)view->len, flags);
+    PyBuffer_Release(view);
+    return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
+}
+
+/* readinto() and _try_readinto(). */
 static PyObject *
-Device_readinto(DeviceObject *self, PyObject *arg)
+tt_readinto(DeviceObject *self, PyObject *arg, int flags)
 {
     Py_buffer view;
-    Py_ssize_t n;
 
     if (tt_check_open(self) < 0) {
         return NULL;
@@ -100,9 +110,24 @@ Device_readinto(DeviceObject *self, PyObject *arg)
         PyBuffer_Release(&view);
         return NULL;
     }
-    n = tt_io(self, 0, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return tt_io_view(self, 0, &view, flags);
+}
+
+static PyObject *
+Device_readinto(DeviceObject *self, PyObject *arg)
+{
+    return tt_readinto(self, arg, 0);
+}
+
+PyDoc_STRVAR(Device__try_readinto__doc__,
+"_try_readinto($self, buffer, /)\n--\n\n"
+"readinto() that never waits and returns -1 instead of raising BlockingIOError\n"
+"when nothing is queued (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_readinto(DeviceObject *self, PyObject *arg)
+{
+    return tt_readinto(self, arg, TT_OP_TRY);
 }
 
 PyDoc_STRVAR(Device_read__doc__,
@@ -110,8 +135,9 @@ PyDoc_STRVAR(Device_read__doc__,
 "Read one packet and return it as bytes (at most size bytes; a longer packet is\n"
 "truncated by the kernel). Allocates one bytes object; readinto() does not.");
 
+/* read() and _try_read() (flags TT_OP_TRY: None on EAGAIN). */
 static PyObject *
-Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+tt_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs, int flags)
 {
     Py_ssize_t size = 65536, n;
     PyObject *buf;
@@ -144,10 +170,10 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (buf == NULL) {
         return NULL;
     }
-    n = tt_io(self, 0, PyBytes_AS_STRING(buf), (size_t)size);
+    n = tt_io_ex(self, 0, PyBytes_AS_STRING(buf), (size_t)size, flags);
     if (n < 0) {
         Py_DECREF(buf);
-        return NULL;
+        return n == -1 ? NULL : Py_NewRef(Py_None);
     }
 #ifdef Py_LIMITED_API
     if (n != size) {
@@ -163,6 +189,23 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     return buf;
 }
 
+static PyObject *
+Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return tt_read(self, args, nargs, 0);
+}
+
+PyDoc_STRVAR(Device__try_read__doc__,
+"_try_read($self, size=65536, /)\n--\n\n"
+"read() that never waits and returns None instead of raising BlockingIOError\n"
+"when nothing is queued (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return tt_read(self, args, nargs, TT_OP_TRY);
+}
+
 PyDoc_STRVAR(Device_write__doc__,
 "write($self, data, /)\n--\n\n"
 "Write one packet (a bytes-like object) and return the number of bytes written.\n"
@@ -170,11 +213,11 @@ PyDoc_STRVAR(Device_write__doc__,
 "Raises the kernel's OSError for a malformed packet (EINVAL) or while the\n"
 "interface is down (EIO).");
 
+/* write() and _try_write(). */
 static PyObject *
-Device_write(DeviceObject *self, PyObject *arg)
+tt_write(DeviceObject *self, PyObject *arg, int flags)
 {
     Py_buffer view;
-    Py_ssize_t n;
 
     if (tt_check_open(self) < 0) {
         return NULL;
@@ -187,9 +230,24 @@ Device_write(DeviceObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
         return NULL;
     }
-    n = tt_io(self, 1, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return tt_io_view(self, 1, &view, flags);
+}
+
+static PyObject *
+Device_write(DeviceObject *self, PyObject *arg)
+{
+    return tt_write(self, arg, 0);
+}
+
+PyDoc_STRVAR(Device__try_write__doc__,
+"_try_write($self, data, /)\n--\n\n"
+"write() that never waits and returns -1 instead of raising BlockingIOError\n"
+"when the device's send buffer is full (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_write(DeviceObject *self, PyObject *arg)
+{
+    return tt_write(self, arg, TT_OP_TRY);
 }
 
 /* -- fd and modes --------------------------------------------------------- */
@@ -201,10 +259,7 @@ PyDoc_STRVAR(Device_fileno__doc__,
 static PyObject *
 Device_fileno(DeviceObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    return PyLong_FromLong(self->fd);
+    return tt_check_open(self) < 0 ? NULL : PyLong_FromLong(self->fd);
 }
 
 PyDoc_STRVAR(Device_close__doc__,
@@ -235,6 +290,17 @@ Device_detach(DeviceObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(fd);
 }
 
+/* The mode of an open device: -1 block forever, 0 non-blocking, > 0 a timeout (ns). */
+static PyObject *
+tt_store_timeout(DeviceObject *self, int64_t timeout_ns)
+{
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    self->timeout_ns = timeout_ns;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(Device_setblocking__doc__,
 "setblocking($self, flag, /)\n--\n\n"
 "Blocking (True: no timeout) or non-blocking (False) mode, as socket.setblocking.");
@@ -243,14 +309,7 @@ static PyObject *
 Device_setblocking(DeviceObject *self, PyObject *arg)
 {
     int flag = PyObject_IsTrue(arg);
-    if (flag < 0) {
-        return NULL;
-    }
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    self->timeout_ns = flag ? -1 : 0;
-    Py_RETURN_NONE;
+    return flag < 0 ? NULL : tt_store_timeout(self, flag ? -1 : 0);
 }
 
 PyDoc_STRVAR(Device_getblocking__doc__,
@@ -260,10 +319,7 @@ PyDoc_STRVAR(Device_getblocking__doc__,
 static PyObject *
 Device_getblocking(DeviceObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(self->timeout_ns != 0);
+    return tt_check_open(self) < 0 ? NULL : PyBool_FromLong(self->timeout_ns != 0);
 }
 
 PyDoc_STRVAR(Device_settimeout__doc__,
@@ -275,14 +331,7 @@ static PyObject *
 Device_settimeout(DeviceObject *self, PyObject *arg)
 {
     int64_t t;
-    if (tt_parse_timeout(arg, &t) < 0) {
-        return NULL;
-    }
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    self->timeout_ns = t;
-    Py_RETURN_NONE;
+    return tt_parse_timeout(arg, &t) < 0 ? NULL : tt_store_timeout(self, t);
 }
 
 PyDoc_STRVAR(Device_gettimeout__doc__,
@@ -316,32 +365,43 @@ Device_get_closed(DeviceObject *self, void *Py_UNUSED(closure))
 }
 
 
+/* {"name", Device_<name>, flags, Device_<name>__doc__} */
+#define TT_M(name, flags) \
+    {#name, (PyCFunction)(void (*)(void))Device_##name, (flags), Device_##name##__doc__}
+
 static PyMethodDef Device_methods[] = {
-    {"readinto", (PyCFunction)Device_readinto, METH_O, Device_readinto__doc__},
-    {"read", (PyCFunction)(void (*)(void))Device_read, METH_FASTCALL, Device_read__doc__},
-    {"write", (PyCFunction)Device_write, METH_O, Device_write__doc__},
-    {"read_batch", (PyCFunction)Device_read_batch, METH_O, Device_read_batch__doc__},
-    {"write_batch", (PyCFunction)Device_write_batch, METH_O, Device_write_batch__doc__},
-    {"fileno", (PyCFunction)Device_fileno, METH_NOARGS, Device_fileno__doc__},
-    {"close", (PyCFunction)Device_close, METH_NOARGS, Device_close__doc__},
-    {"detach", (PyCFunction)Device_detach, METH_NOARGS, Device_detach__doc__},
-    {"fromfd", (PyCFunction)Device_fromfd, METH_O | METH_CLASS, Device_fromfd__doc__},
-    {"setblocking", (PyCFunction)Device_setblocking, METH_O, Device_setblocking__doc__},
-    {"getblocking", (PyCFunction)Device_getblocking, METH_NOARGS, Device_getblocking__doc__},
-    {"settimeout", (PyCFunction)Device_settimeout, METH_O, Device_settimeout__doc__},
-    {"gettimeout", (PyCFunction)Device_gettimeout, METH_NOARGS, Device_gettimeout__doc__},
-    {"up", (PyCFunction)Device_up, METH_NOARGS, Device_up__doc__},
-    {"down", (PyCFunction)Device_down, METH_NOARGS, Device_down__doc__},
-    {"persist", (PyCFunction)(void (*)(void))Device_persist, METH_FASTCALL,
-     Device_persist__doc__},
-    {"set_owner", (PyCFunction)Device_set_owner, METH_O, Device_set_owner__doc__},
-    {"set_group", (PyCFunction)Device_set_group, METH_O, Device_set_group__doc__},
-    {"attach_queue", (PyCFunction)Device_attach_queue, METH_NOARGS,
-     Device_attach_queue__doc__},
-    {"detach_queue", (PyCFunction)Device_detach_queue, METH_NOARGS,
-     Device_detach_queue__doc__},
-    {"set_offload", (PyCFunction)Device_set_offload, METH_O, Device_set_offload__doc__},
-    {"_address", (PyCFunction)Device__address, METH_VARARGS, Device__address__doc__},
+    TT_M(readinto, METH_O),
+    TT_M(read, METH_FASTCALL),
+    TT_M(write, METH_O),
+    TT_M(read_batch, METH_O),
+    TT_M(write_batch, METH_O),
+    TT_M(_try_readinto, METH_O),
+    TT_M(_try_read, METH_FASTCALL),
+    TT_M(_try_write, METH_O),
+    TT_M(_try_read_batch, METH_O),
+    TT_M(_try_write_batch, METH_FASTCALL),
+    TT_M(fileno, METH_NOARGS),
+    TT_M(close, METH_NOARGS),
+    TT_M(detach, METH_NOARGS),
+    TT_M(fromfd, METH_O | METH_CLASS),
+    TT_M(setblocking, METH_O),
+    TT_M(getblocking, METH_NOARGS),
+    TT_M(settimeout, METH_O),
+    TT_M(gettimeout, METH_NOARGS),
+    TT_M(up, METH_NOARGS),
+    TT_M(down, METH_NOARGS),
+    TT_M(persist, METH_FASTCALL),
+    TT_M(set_owner, METH_O),
+    TT_M(set_group, METH_O),
+    TT_M(attach_queue, METH_NOARGS),
+    TT_M(detach_queue, METH_NOARGS),
+    TT_M(set_offload, METH_O),
+    TT_M(_address, METH_VARARGS),
+    TT_M(set_steering_program, METH_O),
+    TT_M(set_filter_program, METH_O),
+    TT_M(attach_filter, METH_O),
+    TT_M(detach_filter, METH_NOARGS),
+    TT_M(set_mac_filter, METH_VARARGS | METH_KEYWORDS),
     {NULL, NULL, 0, NULL},
 };
 
@@ -361,9 +421,26 @@ static PyGetSetDef Device_getset[] = {
      "The MAC address 'aa:bb:cc:dd:ee:ff' (TAP only; ValueError on TUN).", NULL},
     {"vnet_hdr_size", (getter)Device_get_vnet_hdr_size, (setter)Device_set_vnet_hdr_size,
      "Size of the virtio-net header on VNET_HDR devices (10 or 12).", NULL},
+    {"sndbuf", (getter)Device_get_sndbuf, (setter)Device_set_sndbuf,
+     "Bytes of written packets the kernel may hold in flight before a write waits "
+     "(TUNGETSNDBUF/TUNSETSNDBUF; INT_MAX by default).", NULL},
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},
+    {"carrier", (getter)Device_get_carrier, (setter)Device_set_carrier,
+     "Whether the link has carrier (rtnetlink IFLA_CARRIER; set with TUNSETCARRIER). "
+     "Off, the kernel sends nothing to the device. Turning it on needs an attached "
+     "queue (PermissionError otherwise).", NULL},
+#ifdef TUNSETVNETLE
+    {"vnet_le", (getter)Device_get_vnet_le, (setter)Device_set_vnet_le,
+     "Vnet headers in little-endian order whatever the host's (TUNSETVNETLE; "
+     "virtio 1.0 devices).", NULL},
+#endif
+#ifdef TUNSETVNETBE
+    {"vnet_be", (getter)Device_get_vnet_be, (setter)Device_set_vnet_be,
+     "Legacy vnet headers in big-endian order (TUNSETVNETBE); a kernel without "
+     "CONFIG_TUN_VNET_CROSS_LE refuses True with OSError(EINVAL).", NULL},
+#endif
     {"io", (getter)Device_get_io, NULL,
      "The backend of read_batch/write_batch: 'uring' (io_uring) or 'syscall' "
      "(read()/write()).", NULL},

@@ -52,12 +52,31 @@ tt_rta_u8(const struct rtattr *rta)
     return RTA_PAYLOAD(rta) >= 1 ? *(const uint8_t *)RTA_DATA(rta) : 0;
 }
 
+/* A string attribute into out[size]: at most its payload, cut at its first NUL, always
+ * NUL-terminated (the kernel's strings need not carry their NUL). */
+static void
+tt_rta_str(const struct rtattr *rta, char *out, size_t size)
+{
+    size_t n = RTA_PAYLOAD(rta);
+    const char *p = RTA_DATA(rta), *nul = memchr(p, 0, n);
+    if (nul != NULL) {
+        n = (size_t)(nul - p);
+    }
+    if (n > size - 1) {
+        n = size - 1;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
 int
 tt_nl_addattr(struct nlmsghdr *h, size_t cap, int type, const void *data, size_t len)
 {
     struct rtattr *rta;
     size_t at = NLMSG_ALIGN(h->nlmsg_len);
-    if (len > 0xffff - RTA_LENGTH(0) || at > cap || RTA_LENGTH(len) > cap - at) {
+    /* The message grows by the aligned length: all of it must fit, or nlmsg_len
+     * would claim bytes past the buffer (found by tests/fuzz/fuzz_netlink.c). */
+    if (len > 0xffff - RTA_LENGTH(0) || at > cap || RTA_SPACE(len) > cap - at) {
         return -1;
     }
     rta = (struct rtattr *)((char *)h + at);
@@ -71,51 +90,47 @@ tt_nl_addattr(struct nlmsghdr *h, size_t cap, int type, const void *data, size_t
 }
 
 /* IFLA_INFO_DATA of a "tun" link: the IFLA_TUN_* attributes (drivers/net/tun.c:
- * tun_fill_info). */
+ * tun_fill_info), each a u8 (payload 1) or a u32 (payload 4). */
 static void
 tt_parse_tun_data(const struct rtattr *rta, int len, tt_linkinfo *li)
 {
+    uint32_t v[IFLA_TUN_MAX + 1] = {0};
+    unsigned char seen[IFLA_TUN_MAX + 1] = {0};
+
     for (; TT_RTA_OK(rta, len); rta = TT_RTA_NEXT(rta, len)) {
-        switch (rta->rta_type) {
-        case IFLA_TUN_TYPE:
-            li->type = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_PI:
-            li->pi = (int)tt_rta_u8(rta);
-            li->has_pi = 1;
-            break;
-        case IFLA_TUN_VNET_HDR:
-            li->vnet_hdr = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_PERSIST:
-            li->persist = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_MULTI_QUEUE:
-            li->multi_queue = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_OWNER:
-            li->owner = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_GROUP:
-            li->group = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_NUM_QUEUES:
-            li->num_queues = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_NUM_DISABLED_QUEUES:
-            li->num_disabled_queues = tt_rta_u32(rta);
-            break;
-        default:
-            break;
+        size_t n = RTA_PAYLOAD(rta);
+        if (rta->rta_type > IFLA_TUN_MAX || n == 0) {
+            continue;
         }
+        if (n >= sizeof(uint32_t)) {
+            memcpy(&v[rta->rta_type], RTA_DATA(rta), sizeof(uint32_t));
+        }
+        else {
+            v[rta->rta_type] = *(const uint8_t *)RTA_DATA(rta);
+        }
+        seen[rta->rta_type] = 1;
     }
+    li->type = (int)(v[IFLA_TUN_TYPE] & 0xff);
+    li->pi = (int)(v[IFLA_TUN_PI] & 0xff);
+    li->has_pi = seen[IFLA_TUN_PI];
+    li->vnet_hdr = (int)(v[IFLA_TUN_VNET_HDR] & 0xff);
+    li->persist = (int)(v[IFLA_TUN_PERSIST] & 0xff);
+    li->multi_queue = (int)(v[IFLA_TUN_MULTI_QUEUE] & 0xff);
+    if (seen[IFLA_TUN_OWNER]) {
+        li->owner = v[IFLA_TUN_OWNER];
+    }
+    if (seen[IFLA_TUN_GROUP]) {
+        li->group = v[IFLA_TUN_GROUP];
+    }
+    li->num_queues = v[IFLA_TUN_NUM_QUEUES];
+    li->num_disabled_queues = v[IFLA_TUN_NUM_DISABLED_QUEUES];
 }
 
 int
 tt_nl_parse_link(const struct nlmsghdr *h, tt_linkinfo *li)
 {
     const struct ifinfomsg *ifi = NLMSG_DATA(h);
-    const struct rtattr *rta, *sub;
+    const struct rtattr *rta, *sub, *data = NULL;
     int len, sublen;
 
     memset(li, 0, sizeof(*li));
@@ -127,27 +142,44 @@ tt_nl_parse_link(const struct nlmsghdr *h, tt_linkinfo *li)
     rta = (const struct rtattr *)((const char *)ifi + NLMSG_ALIGN(sizeof(*ifi)));
     len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*ifi));
     for (; TT_RTA_OK(rta, len); rta = TT_RTA_NEXT(rta, len)) {
-        if (rta->rta_type == IFLA_IFNAME) {
-            /* The attribute need not be NUL-terminated: copy at most its payload. */
-            size_t n = RTA_PAYLOAD(rta);
-            snprintf(li->name, IFNAMSIZ, "%.*s", (int)(n < IFNAMSIZ ? n : IFNAMSIZ),
-                     (const char *)RTA_DATA(rta));
-        }
-        else if (rta->rta_type == IFLA_LINKINFO) {
+        switch (rta->rta_type) {
+        case IFLA_IFNAME:
+            tt_rta_str(rta, li->name, IFNAMSIZ);
+            break;
+        case IFLA_CARRIER:
+            li->carrier = (int)tt_rta_u8(rta);
+            li->has_carrier = RTA_PAYLOAD(rta) >= 1;
+            break;
+        case IFLA_MTU:
+            li->mtu = tt_rta_u32(rta);
+            break;
+        case IFLA_MIN_MTU:
+            li->min_mtu = tt_rta_u32(rta);
+            break;
+        case IFLA_MAX_MTU:
+            li->max_mtu = tt_rta_u32(rta);
+            break;
+        case IFLA_LINKINFO:
             sub = RTA_DATA(rta);
             sublen = (int)RTA_PAYLOAD(rta);
             for (; TT_RTA_OK(sub, sublen); sub = TT_RTA_NEXT(sub, sublen)) {
                 if (sub->rta_type == IFLA_INFO_KIND) {
                     /* "tun" with or without its NUL (drivers/net/tun.c: DRV_NAME). */
-                    size_t n = RTA_PAYLOAD(sub);
-                    li->is_tun = (n == 3 || (n == 4 && ((const char *)RTA_DATA(sub))[3] == 0))
-                                 && memcmp(RTA_DATA(sub), "tun", 3) == 0;
+                    tt_rta_str(sub, li->kind, sizeof(li->kind));
+                    li->is_tun = strcmp(li->kind, "tun") == 0;
                 }
                 else if (sub->rta_type == IFLA_INFO_DATA) {
-                    tt_parse_tun_data(RTA_DATA(sub), (int)RTA_PAYLOAD(sub), li);
+                    data = sub;
                 }
             }
+            break;
+        default:
+            break;
         }
+    }
+    /* Another kind's IFLA_INFO_DATA holds its own attributes (IFLA_BR_*, ...). */
+    if (li->is_tun && data != NULL) {
+        tt_parse_tun_data(RTA_DATA(data), (int)RTA_PAYLOAD(data), li);
     }
     return 0;
 }
@@ -161,7 +193,7 @@ tt_nl_collect_link(const struct nlmsghdr *h, void *arg)
     if (h->nlmsg_type != RTM_NEWLINK || tt_nl_parse_link(h, &li) < 0) {
         return 0;
     }
-    if (!li.is_tun || (ll->want_index && li.ifindex != ll->want_index)) {
+    if ((!li.is_tun && !ll->keep_all) || (ll->want_index && li.ifindex != ll->want_index)) {
         return 0;
     }
     if (ll->n == ll->cap) {
@@ -324,4 +356,54 @@ tt_nl_getlinks(int fd, int ifindex, tt_linklist *ll)
     ll->want_index = ifindex > 0 ? ifindex : 0;
     return tt_nl_transact(fd, tt_nl_build_getlink(&req, ifindex, tt_nl_next_seq()),
                           tt_nl_collect_link, ll);
+}
+
+struct nlmsghdr *
+tt_nl_build_getlink_name(void *buf, const char *name, uint32_t seq)
+{
+    struct nlmsghdr *h;
+    size_t n = strnlen(name, IFNAMSIZ);
+
+    if (n == 0 || n >= IFNAMSIZ) {
+        return NULL;
+    }
+    h = tt_nl_build_getlink(buf, 0, seq);
+    /* By name: ifi_index 0 and IFLA_IFNAME (net/core/rtnetlink.c: rtnl_getlink);
+     * one reply and no DONE, so ask for the ACK as for one ifindex. */
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    if (tt_nl_addattr(h, TT_NL_GETLINK_SIZE, IFLA_IFNAME, name, n + 1) < 0) {
+        return NULL;
+    }
+    return h;
+}
+
+int
+tt_nl_getlink_name(int fd, const char *name, tt_linkinfo *out)
+{
+    union {
+        struct nlmsghdr h;
+        char buf[TT_NL_GETLINK_SIZE];
+    } req;
+    tt_linklist ll = {0};
+    struct nlmsghdr *h = tt_nl_build_getlink_name(&req, name, tt_nl_next_seq());
+    int r;
+
+    if (h == NULL) {
+        return 0; /* no interface can have that name */
+    }
+    ll.keep_all = 1;
+    r = tt_nl_transact(fd, h, tt_nl_collect_link, &ll);
+    if (r < 0) {
+        int err = errno;
+        free(ll.items);
+        errno = err;
+        return err == ENODEV ? 0 : -1;
+    }
+    if (ll.n == 0) {
+        free(ll.items);
+        return 0;
+    }
+    *out = ll.items[0];
+    free(ll.items);
+    return 1;
 }

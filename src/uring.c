@@ -238,7 +238,7 @@ enum { TT_W_DONE, TT_W_REFUSED, TT_W_FAILED, TT_W_CUT };
  * *err), TT_W_CUT (a short write cut the link: write() goes on). */
 static unsigned
 tt_write_round(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObject *b,
-               Py_ssize_t first, unsigned n, int *how, int *err)
+               Py_ssize_t boff, Py_ssize_t first, unsigned n, int *how, int *err)
 {
     tt_ring *r = &u->wr;
     int res[TT_URING_ENTRIES], consumed;
@@ -254,8 +254,9 @@ tt_write_round(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObje
         s->opcode = IORING_OP_WRITE;
         s->flags = k + 1 < n ? IOSQE_IO_LINK : 0;
         s->fd = devfd;
-        s->addr = (unsigned long long)(uintptr_t)(pkts ? pkts[i].data : tt_batch_slot(b, i));
-        s->len = (unsigned)(pkts ? pkts[i].len : b->sizes[i]);
+        s->addr = (unsigned long long)(uintptr_t)(pkts ? pkts[i].data
+                                                       : tt_batch_slot(b, boff + i));
+        s->len = (unsigned)(pkts ? pkts[i].len : b->sizes[boff + i]);
         s->rw_flags = RWF_NOWAIT;
         s->user_data = k;
         res[k] = -ECANCELED;
@@ -305,7 +306,7 @@ tt_write_round(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObje
 
 int
 tt_uring_write(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObject *b,
-               Py_ssize_t *done, Py_ssize_t count)
+               Py_ssize_t boff, Py_ssize_t *done, Py_ssize_t count)
 {
     tt_ring *r = &u->wr;
     Py_ssize_t i = *done;
@@ -328,13 +329,13 @@ tt_uring_write(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObje
                                                             : TT_URING_ENTRIES;
         int how, err;
         /* an empty packet ends the run (the caller's loop stops there) */
-        while (n < lim && (pkts ? pkts[i + n].len : b->sizes[i + n]) != 0) {
+        while (n < lim && (pkts ? pkts[i + n].len : b->sizes[boff + i + n]) != 0) {
             n++;
         }
         if (n == 0) {
             break;
         }
-        i += tt_write_round(u, devfd, pkts, b, i, n, &how, &err);
+        i += tt_write_round(u, devfd, pkts, b, boff, i, n, &how, &err);
         if (how == TT_W_FAILED) {
             errno = err;
             ret = -1;

@@ -16,18 +16,16 @@ import textwrap
 import pytest
 
 import tuntap
-from netutil import link_exists, unique_name, unique_net
+from netutil import IFF_NO_PI, IFF_TUN, NOBODY, link_exists, unique_name, unique_net
 
 pytestmark = pytest.mark.needs_tun
 
-NOBODY = 65534
-
-CHILD = textwrap.dedent("""
+CHILD = textwrap.dedent(f"""
     import json, os, sys, tuntap
     node, name, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})
     caps = [l for l in open("/proc/self/status") if l.startswith("CapEff:")][0].split()[1]
-    out = {"uid": os.getuid(), "capeff": int(caps, 16)}
+    out = {{"uid": os.getuid(), "capeff": int(caps, 16)}}
     try:
         flags = tuntap.Flags.TUN | tuntap.Flags.NO_PI
         if mode == "tap":
@@ -93,7 +91,7 @@ def test_nonroot_attaches_to_a_device_it_owns_and_reads(persistent, tun_node):
     assert out["uid"] == NOBODY and out["capeff"] == 0
     assert "exc" not in out, out
     assert out["name"] == name
-    assert out["flags"] & 0x1001 == 0x1001
+    assert out["flags"] & (IFF_TUN | IFF_NO_PI) == IFF_TUN | IFF_NO_PI
     pkt = bytes.fromhex(out["packet"])
     assert pkt[0] == 0x45 and pkt.endswith(b"for nobody")
 
@@ -117,6 +115,8 @@ def test_nonroot_is_refused_a_device_owned_by_another_uid(persistent, tun_node):
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EPERM
     assert "TUNSETIFF" in out["msg"] and name in out["msg"]
+    assert out["msg"].endswith(f"(attaching needs CAP_NET_ADMIN, or to be its owner uid "
+                               f"{NOBODY - 1})")
     assert link_exists(name)
 
 
@@ -125,6 +125,16 @@ def test_nonroot_is_refused_a_device_of_another_group(persistent, tun_node):
     out = run_child(tun_node, name)
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EPERM
+    assert out["msg"].endswith(f"(attaching needs CAP_NET_ADMIN, or to be in its group gid "
+                               f"{NOBODY - 1})")
+
+
+def test_nonroot_refused_a_device_with_owner_and_group_is_told_both(persistent, tun_node):
+    name, _net = persistent(owner=NOBODY, group=NOBODY - 1)
+    out = run_child(tun_node, name)
+    assert out.get("exc") == "PermissionError", out
+    assert out["msg"].endswith(f"(attaching needs CAP_NET_ADMIN, or to be its owner uid "
+                               f"{NOBODY} and in its group gid {NOBODY - 1})")
 
 
 def test_nonroot_cannot_create_a_device(tun_node):
@@ -133,6 +143,8 @@ def test_nonroot_cannot_create_a_device(tun_node):
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EPERM
     assert "TUNSETIFF" in out["msg"]
+    assert out["msg"].endswith("(creating a TUN/TAP device needs CAP_NET_ADMIN in its "
+                               "network namespace)")
     assert not link_exists(name)
 
 
@@ -144,6 +156,10 @@ def test_nonroot_without_access_to_the_node_is_permission_error(persistent, tun_
     out = run_child(tun_node, name)
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EACCES
+    assert out["msg"] == (
+        "[Errno 13] Permission denied: open() (no read-write access to the TUN clone "
+        "device: run as root or open a device node this user may use; attaching then "
+        f"needs CAP_NET_ADMIN, or the device's owner or group): '{tun_node}'")
 
 
 def test_set_owner_is_visible_to_the_kernel(persistent):
