@@ -16,15 +16,10 @@
 /* Fill the batch: the first read may find nothing (EAGAIN: the engine waits and
  * calls again); once one packet is in, read without waiting until the batch is
  * full or the queue is empty. An error after the first packet is left for the next
- * call to report: the packets read so far are returned now. */
-typedef struct {
-    PacketBatchObject *b;
-    tt_uring *u; /* the io_uring backend, or NULL */
-} tt_read_ctx;
-
-/* The first read is always read(), so an empty queue looks the same on both
- * backends; io_uring may then take the rest (uring.c). */
-static ssize_t
+ * call to report: the packets read so far are returned now. The first read is
+ * always read(), so an empty queue looks the same on both backends; io_uring may
+ * then take the rest (uring.c). op->ctx: a tt_read_ctx. */
+ssize_t
 tt_read_batch_impl(tt_op *op)
 {
     tt_read_ctx *c = op->ctx;
@@ -69,7 +64,7 @@ static PyObject *
 tt_read_batch(DeviceObject *self, PyObject *arg, int flags)
 {
     PacketBatchObject *b = (PacketBatchObject *)arg;
-    tt_read_ctx c = {b, self->uring};
+    tt_read_ctx c = {b, tt_device_uring(self)};
     tt_op op = {.impl = tt_read_batch_impl, .syscall = "read()", .events = POLLIN,
                 .flags = flags, .ctx = &c};
     Py_ssize_t n;
@@ -115,20 +110,10 @@ Device__try_read_batch(DeviceObject *self, PyObject *arg)
 
 /* -- write_batch ------------------------------------------------------------ */
 
-/* Packets [done, count) of either a pkts array (tt_pkt: _tuntap.h) or the
- * PacketBatch packets from `first` on; `base` packets were written by earlier calls
- * (the chunks of a sequence). */
-typedef struct {
-    const tt_pkt *pkts;
-    const PacketBatchObject *b;
-    Py_ssize_t first, base, done, count;
-    tt_uring *u; /* the io_uring backend, or NULL */
-} tt_write_ctx;
-
 /* Write from where the last attempt stopped; EAGAIN leaves `done` for the engine
  * to wait and call again. An empty packet ends the run (the kernel would refuse
  * it with EINVAL; the caller refuses a first empty packet before this runs). */
-static ssize_t
+ssize_t
 tt_write_batch_impl(tt_op *op)
 {
     tt_write_ctx *c = op->ctx;
@@ -158,7 +143,7 @@ static Py_ssize_t
 tt_write_many(DeviceObject *self, const tt_pkt *pkts, const PacketBatchObject *b,
               Py_ssize_t first, Py_ssize_t base, Py_ssize_t count, int flags)
 {
-    tt_write_ctx c = {pkts, b, first, base, 0, count, self->uring};
+    tt_write_ctx c = {pkts, b, first, base, 0, count, tt_device_uring(self)};
     tt_op op = {.impl = tt_write_batch_impl, .syscall = "write()", .events = POLLOUT,
                 .flags = flags, .progress = base, .ctx = &c};
     Py_ssize_t n;

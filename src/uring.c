@@ -660,7 +660,7 @@ tt_uring_attach(DeviceObject *self, int req)
         return -1;
     }
     c.u->min = min;
-    self->uring = c.u;
+    __atomic_store_n(&self->uring, c.u, __ATOMIC_RELEASE);
     self->io = TT_IO_URING;
     return 0;
 }
