@@ -315,13 +315,37 @@ Device_get_closed(DeviceObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->fd < 0);
 }
 
+PyObject *
+Device_get_coalesce_disabled(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    unsigned off = __atomic_load_n(&self->gro_off, __ATOMIC_RELAXED);
+    PyObject *set = PyFrozenSet_New(NULL), *name;
+    if (set == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!(off & (i ? TT_GRO_UDP : TT_GRO_TCP))) {
+            continue;
+        }
+        name = PyUnicode_FromString(i ? "udp" : "tcp");
+        if (name == NULL || PySet_Add(set, name) < 0) {
+            Py_XDECREF(name);
+            Py_DECREF(set);
+            return NULL;
+        }
+        Py_DECREF(name);
+    }
+    return set;
+}
+
 
 static PyMethodDef Device_methods[] = {
     {"readinto", (PyCFunction)Device_readinto, METH_O, Device_readinto__doc__},
     {"read", (PyCFunction)(void (*)(void))Device_read, METH_FASTCALL, Device_read__doc__},
     {"write", (PyCFunction)Device_write, METH_O, Device_write__doc__},
     {"read_batch", (PyCFunction)Device_read_batch, METH_O, Device_read_batch__doc__},
-    {"write_batch", (PyCFunction)Device_write_batch, METH_O, Device_write_batch__doc__},
+    {"write_batch", (PyCFunction)(void (*)(void))Device_write_batch,
+     METH_FASTCALL | METH_KEYWORDS, Device_write_batch__doc__},
     {"fileno", (PyCFunction)Device_fileno, METH_NOARGS, Device_fileno__doc__},
     {"close", (PyCFunction)Device_close, METH_NOARGS, Device_close__doc__},
     {"detach", (PyCFunction)Device_detach, METH_NOARGS, Device_detach__doc__},
@@ -361,6 +385,9 @@ static PyGetSetDef Device_getset[] = {
      "The MAC address 'aa:bb:cc:dd:ee:ff' (TAP only; ValueError on TUN).", NULL},
     {"vnet_hdr_size", (getter)Device_get_vnet_hdr_size, (setter)Device_set_vnet_hdr_size,
      "Size of the virtio-net header on VNET_HDR devices (10 or 12).", NULL},
+    {"coalesce_disabled", (getter)Device_get_coalesce_disabled, NULL,
+     "The merges write_batch(coalesce=True) no longer tries on this device because the "
+     "kernel refused one with EINVAL: a frozenset of 'tcp' and 'udp'.", NULL},
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},

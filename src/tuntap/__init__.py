@@ -3,7 +3,7 @@
 from . import _tuntap
 from ._device import Device, DeviceInfo, delete, list_devices, open_queues
 from ._flags import IFF_ALIASES, Flags, Offload, features
-from ._tuntap import PacketBatch, checksum, segment
+from ._tuntap import PacketBatch, checksum, coalesce, segment
 from ._vnet import VirtioNetHdr
 
 try:
@@ -21,6 +21,7 @@ __all__ = [
     "PacketBatch",
     "VirtioNetHdr",
     "checksum",
+    "coalesce",
     "delete",
     "features",
     "list_devices",
