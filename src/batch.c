@@ -314,11 +314,11 @@ Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     arg = args[0];
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+    if (kwnames != NULL && PyTuple_Size(kwnames) > 0) {
         int coalesce = 0;
-        Py_ssize_t max_segments = TT_GRO_DEFAULT_SEGMENTS;
-        for (i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            PyObject *key = PyTuple_GET_ITEM(kwnames, i), *v = args[nargs + i];
+        Py_ssize_t max_segments = TT_GRO_DEFAULT_SEGMENTS, nkw = PyTuple_Size(kwnames);
+        for (i = 0; i < nkw; i++) {
+            PyObject *key = PyTuple_GetItem(kwnames, i), *v = args[nargs + i];
             if (PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, "coalesce") == 0) {
                 coalesce = PyObject_IsTrue(v);
                 if (coalesce < 0) {
