@@ -200,13 +200,15 @@ tt_gro_classify(const uint8_t *d, size_t len, unsigned kinds, gro_info *in)
     }
     else if (proto == 17) {
         unsigned k = v6 ? TT_GRO_UDP6 : TT_GRO_UDP4;
-        if (!(kinds & k) || len <= l4 + 8)
+        if (!(kinds & k) || len < l4 + 8)
             return;
-        if (tt_get_be16(d + l4 + 4) != len - l4)
-            return;
-        /* A zero checksum (IPv4: none computed) stays as the sender made it. */
-        if (d[l4 + 6] == 0 && d[l4 + 7] == 0)
-            return;
+        /* A datagram of the flow that cannot merge (no payload, a UDP length
+         * that is not the buffer's, no checksum: IPv4 lets the sender skip it,
+         * and a merge would make one) still belongs to it: it ends the flow's
+         * run, so no later datagram passes it. */
+        if (len == l4 + 8 || tt_get_be16(d + l4 + 4) != len - l4 ||
+            (d[l4 + 6] == 0 && d[l4 + 7] == 0))
+            in->st = ST_BAD;
         in->hdrs = (uint8_t)(l4 + 8);
         in->kind = (uint8_t)k;
     }
@@ -255,47 +257,63 @@ static const uint8_t tt_mask_ip4[2][8] = {{X, X, 0, 0, 0, 0, X, X}, {X, X, 0, 0,
  * (not the payload length). */
 static const uint8_t tt_mask_ip6[8] = {X, X, X, X, 0, 0, X, X};
 static const uint8_t tt_mask_all[8] = {X, X, X, X, X, X, X, X};
-/* TCP bytes 0-7: ports (not seq); 8-15: ACK number, data offset and reserved
- * bits, window (not the flags: ACK or ACK|PSH, checked by classify). */
-static const uint8_t tt_mask_tcp[2][8] = {{X, X, X, X, 0, 0, 0, 0}, {X, X, X, X, X, 0, X, X}};
+/* TCP bytes 8-15: ACK number, data offset and reserved bits, window (not the
+ * flags: ACK or ACK|PSH, checked by classify). */
+static const uint8_t tt_mask_tcp8[8] = {X, X, X, X, X, 0, X, X};
 #undef X
 
-/* Could a and b (both candidates) be merged, headers-wise? Every IP and L4
- * header byte must be equal except those a merge rewrites or that vary per
- * segment: IPv4 total length, id, header checksum; IPv6 payload length; TCP
- * sequence number, flags, checksum; UDP length and checksum. So addresses,
- * ports, ACK number, window, urgent pointer and options (the words
- * tcp_gro_receive compares), ToS/TTL/DF, traffic class/flow label/hop limit. */
+/* Are a and b (both candidates) of one flow: the same kind, addresses, ports
+ * and, for TCP, ACK number (the flow hash covers the same fields)? */
 static int
 tt_gro_same_flow(const uint8_t *a, const uint8_t *b, const gro_info *ia, const gro_info *ib)
 {
     size_t l4 = ia->l4off;
     uint64_t d;
-    if (ia->kind != ib->kind || ia->hdrs != ib->hdrs)
+    if (ia->kind != ib->kind)
         return 0;
     if (l4 == 20) {
-        d = tt_diff8(a, b, tt_mask_ip4[0]) | tt_diff8(a + 8, b + 8, tt_mask_ip4[1]) |
-            tt_diff4(a + 16, b + 16);
+        d = tt_diff8(a + 12, b + 12, tt_mask_all);
     }
     else {
-        d = tt_diff8(a, b, tt_mask_ip6);
+        d = 0;
         for (size_t i = 8; i < 40; i += 8)
             d |= tt_diff8(a + i, b + i, tt_mask_all);
     }
-    a += l4;
-    b += l4;
+    d |= tt_diff4(a + l4, b + l4);
+    if (ia->kind & TT_GRO_TCP)
+        d |= tt_diff4(a + l4 + 8, b + l4 + 8);
+    return d == 0;
+}
+
+/* Could packets a and b of one flow be merged, headers-wise? Every IP and L4
+ * header byte must be equal except those a merge rewrites or that vary per
+ * segment: IPv4 total length, id, header checksum; IPv6 payload length; TCP
+ * sequence number, flags, checksum; UDP length and checksum. So also the window,
+ * urgent pointer and options (the words tcp_gro_receive compares), ToS/TTL/DF,
+ * traffic class/flow label/hop limit. */
+static int
+tt_gro_same_hdrs(const uint8_t *a, const uint8_t *b, const gro_info *ia, const gro_info *ib)
+{
+    size_t l4 = ia->l4off;
+    uint64_t d;
+    if (ia->hdrs != ib->hdrs)
+        return 0;
+    if (l4 == 20) {
+        d = tt_diff8(a, b, tt_mask_ip4[0]) | tt_diff8(a + 8, b + 8, tt_mask_ip4[1]);
+    }
+    else {
+        d = tt_diff8(a, b, tt_mask_ip6);
+    }
     if (ia->kind & TT_GRO_TCP) {
-        /* then the urgent pointer (bytes 18-19) and the options, in words */
+        a += l4;
+        b += l4;
         uint16_t ua, ub;
-        d |= tt_diff8(a, b, tt_mask_tcp[0]) | tt_diff8(a + 8, b + 8, tt_mask_tcp[1]);
+        d |= tt_diff8(a + 8, b + 8, tt_mask_tcp8);
         memcpy(&ua, a + 18, 2);
         memcpy(&ub, b + 18, 2);
         d |= (uint64_t)(ua ^ ub);
         for (size_t i = 20; i < (size_t)ia->hdrs - l4; i += 4)
             d |= tt_diff4(a + i, b + i);
-    }
-    else {
-        d |= tt_diff4(a, b); /* ports */
     }
     return d == 0;
 }
@@ -382,6 +400,8 @@ tt_run_join(gro_mem *m, const tt_gro_pkt *pkts, uint32_t r, uint32_t x, size_t m
         run->len + in->paylen > max_size)
         return NOJOIN;
     if ((in->kind & TT_GRO_TCP) && in->seq != run->next_seq)
+        return NOJOIN;
+    if (!tt_gro_same_hdrs(pkts[x].data, pkts[run->head].data, in, hd))
         return NOJOIN;
     /* Both checksums, only now that a merge would happen (a merged packet goes
      * up as CHECKSUM_PARTIAL: nobody would check them later). */
