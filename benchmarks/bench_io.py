@@ -8,21 +8,28 @@ What is measured (engine: ``tuntap._bench``, see its docstring for the protocol)
 * ``write``: the method writes one prebuilt IPv4/UDP packet K times (timed) to a UDP sink
   socket in the same namespace, which must receive all K.
 
-Methods: the C floor (``_bench.CFLOOR_SOURCE``: plain read()/write(), written to and
-compiled in ``_build/`` with ``cc -O2``); tuntap ``readinto``/``write`` and
-``read_batch``/``write_batch`` (batch 64); the ctypes version (``ctypes_tun.py``) with
-``os.read``, ``FileIO.readinto``, libc ``read`` via ctypes, ``os.write`` and libc
-``write``; python-pytun, pytap2 and scapy's ``TunTapInterface`` (``recv()`` parses into
-scapy packets, ``recv_raw()`` does not). A peer that is not installed or cannot run is
-printed as missing.
+Methods: the C floor (``src/tuntap/_bench/cfloor.c``, shipped in the package: plain
+read()/write(), copied to and compiled in ``_build/`` with ``cc -O2``); tuntap
+``readinto``/``write`` and ``read_batch``/``write_batch`` (batch 64); the ctypes version
+(``ctypes_tun.py``) with ``os.read``, ``FileIO.readinto``, libc ``read`` via ctypes,
+``os.write`` and libc ``write``; python-pytun, pytap2 and scapy's ``TunTapInterface``
+(``recv()`` parses into scapy packets, ``recv_raw()`` does not). A peer that is not
+installed or cannot run is printed as missing.
 
 Every run unshares a private network namespace (gone when the process exits), pins itself
 to one CPU, runs one warm-up and ``--rounds`` timed rounds per point (methods interleaved,
-order rotated each round) and prints one JSON line per result (median/min/max ns per packet
-and the ratio to the C floor's median of the same run), then markdown tables.
+order rotated each round) and prints one JSON line per result (median/min/max ns per packet,
+``ratio_to_c``: the median over rounds of the method's time / the C floor's time in the
+same round, and ``ratio_of_medians``), then markdown tables of the median and the paired
+ratio.
 
     sudo python benchmarks/bench_io.py all            # K=1024,8192 x 64,1400 bytes
     sudo python benchmarks/bench_io.py read -k 1024 -s 64 -r 9
+    sudo python benchmarks/bench_io.py --baseline OLD/_tuntap.cpython-311-x86_64-linux-gnu.so
+
+``--baseline`` loads another build of the extension (say, of an older commit) beside the
+installed one and measures its readinto/read_batch/write/write_batch too, as "baseline
+...", so two builds are compared within one run.
 """
 
 from __future__ import annotations
@@ -190,6 +197,25 @@ def machine_info(cpu: int) -> dict[str, Any]:
     }
 
 
+def load_baseline(path: str) -> Any:
+    """Load the extension module at ``path`` under a name of its own.
+
+    Its init function is ``PyInit__tuntap`` whatever the package, so it loads as
+    ``tuntap_baseline._tuntap`` beside the installed ``tuntap._tuntap``.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("tuntap_baseline._tuntap", path)
+    spec = importlib.util.spec_from_file_location("tuntap_baseline._tuntap", path,
+                                                  loader=loader)
+    if spec is None:
+        raise SystemExit(f"bench_io: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,11 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="",
                     help="comma-separated method names or prefixes, e.g. 'tuntap readinto,"
                          "ctypes os.read': run only those (and the C floor)")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it is only drawn when stderr is a terminal)")
     ap.add_argument("--no-fifo", action="store_true",
                     help="do not switch to SCHED_FIFO (default: FIFO priority 1, so other "
                          "processes on the pinned CPU cannot preempt a timed loop)")
+    ap.add_argument("--baseline", metavar="SO",
+                    help="another build of tuntap/_tuntap*.so to measure beside this one")
     args = ap.parse_args(argv)
+    baseline = load_baseline(args.baseline) if args.baseline else None
 
     try:
         _bench.check_tun()
@@ -213,11 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     except _bench.BenchError as exc:
         print(f"bench_io: {exc}", file=sys.stderr)
         return 1
-    cpu = _bench.pin_cpu(args.cpu)
+    try:
+        cpu = _bench.pin_cpu(args.cpu)
+    except ValueError as exc:
+        ap.error(f"argument --cpu: {exc}")
     fifo = False if args.no_fifo else _bench.set_realtime()
-    # The C source lives in the package (python -m tuntap bench needs it in a wheel);
-    # compile_cfloor writes it to _build/cfloor.c next to the binary it builds.
-    floor = _bench.compile_cfloor(_bench.CFLOOR_SOURCE, os.path.join(HERE, "_build"))
+    # The C source is package data (python -m tuntap bench needs it in a wheel);
+    # compile_cfloor copies it to _build/cfloor.c next to the binaries it builds.
+    floor = _bench.compile_cfloor(os.path.join(HERE, "_build"))
 
     keys = [x for x in args.only.split(",") if x]
 
@@ -226,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     factories: list[tuple[str, Callable[[], list[Method]]]] = [
         ("C", floor_methods), ("tuntap", _bench.tuntap_methods), ("ctypes", ctypes_methods),
+        ("baseline", lambda: _bench.tuntap_methods(baseline, "baseline") if baseline else []),
         ("pytun", pytun_methods), ("pytap2", pytap2_methods), ("scapy", scapy_methods)]
     methods: list[Method] = []
     for prefix, factory in factories:
@@ -249,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     def emit(d: dict[str, Any]) -> None:
         print(json.dumps(d), flush=True)
 
+    # The progress bar only on a terminal: in a pipe or a log file it is noise.
+    progress = sys.stderr if sys.stderr.isatty() and not args.no_progress else None
     t0 = cpu_times()
     results = _bench.run_bench(methods, args.packets, args.payload, args.rounds,
-                               progress=None if args.no_progress else sys.stderr, emit=emit)
+                               progress=progress, emit=emit)
     t1 = cpu_times()
     busy = [b - a for a, b in zip(t0, t1)]
     with open("/proc/loadavg") as f:

@@ -23,16 +23,6 @@ import tuntap
 CLONE_NEWNET = 0x40000000
 
 
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def echo_reply(packet: bytes) -> bytes | None:
     """The echo reply for an IPv4 ICMP echo request, or None for anything else."""
     if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != 1:
@@ -42,13 +32,14 @@ def echo_reply(packet: bytes) -> bytes | None:
     if icmp[0] != 8:  # echo request
         return None
     reply_icmp = b"\0\0\0\0" + icmp[4:]
-    reply_icmp = reply_icmp[:2] + struct.pack("!H", checksum(reply_icmp)) + reply_icmp[4:]
+    reply_icmp = (reply_icmp[:2] + struct.pack("!H", tuntap.checksum(reply_icmp))
+                  + reply_icmp[4:])
     src, dst = packet[12:16], packet[16:20]
     header = bytearray(packet[:ihl])
     header[8] = 64  # TTL
     header[12:16], header[16:20] = dst, src
     header[10:12] = b"\0\0"
-    header[10:12] = struct.pack("!H", checksum(bytes(header)))
+    header[10:12] = struct.pack("!H", tuntap.checksum(header))
     return bytes(header) + reply_icmp
 
 

@@ -118,21 +118,20 @@ tt_exec(PyObject *m)
     return 0;
 }
 
+/* Every object reference the state holds, for traverse and clear. */
+#define TT_STATE_REFS(X, st) X((st)->DeviceType); X((st)->PacketBatchType)
+
 static int
 tt_traverse(PyObject *m, visitproc visit, void *arg)
 {
-    tt_state *st = tt_get_state(m);
-    Py_VISIT(st->DeviceType);
-    Py_VISIT(st->PacketBatchType);
+    TT_STATE_REFS(Py_VISIT, tt_get_state(m));
     return 0;
 }
 
 static int
 tt_clear(PyObject *m)
 {
-    tt_state *st = tt_get_state(m);
-    Py_CLEAR(st->DeviceType);
-    Py_CLEAR(st->PacketBatchType);
+    TT_STATE_REFS(Py_CLEAR, tt_get_state(m));
     return 0;
 }
 

@@ -259,9 +259,6 @@ extern const char Device_fromfd__doc__[];
 PyObject *tt_features(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char tt_features__doc__[];
 
-/* A DeviceObject of `type` with every fd -1 and its netlink lock, or NULL. */
-DeviceObject *tt_device_alloc(PyTypeObject *type);
-
 /* ------------------------------------------------------------------------ */
 /* control.c: interface control (GIL held)                                   */
 /* ------------------------------------------------------------------------ */

@@ -212,25 +212,18 @@ tt_set_id(DeviceObject *self, PyObject *arg, unsigned long req, const char *what
     Py_RETURN_NONE;
 }
 
-TT_DOC(Device_set_owner__doc__,
-"set_owner($self, uid, /)\n--\n\n"
-"Let uid attach to the device without CAP_NET_ADMIN (TUNSETOWNER; -1 clears).");
+/* set_owner() and set_group(): TUNSETOWNER / TUNSETGROUP with one id. */
+#define TT_ID_METHOD(name, REQ, arg, doc)                                           \
+    TT_DOC(Device_##name##__doc__, #name "($self, " arg ", /)\n--\n\n" doc);        \
+    PyObject *Device_##name(DeviceObject *self, PyObject *value)                    \
+    {                                                                               \
+        return tt_set_id(self, value, REQ, "ioctl(" #REQ ")", arg);                 \
+    }
 
-PyObject *
-Device_set_owner(DeviceObject *self, PyObject *arg)
-{
-    return tt_set_id(self, arg, TUNSETOWNER, "ioctl(TUNSETOWNER)", "uid");
-}
-
-TT_DOC(Device_set_group__doc__,
-"set_group($self, gid, /)\n--\n\n"
-"Let members of gid attach to the device (TUNSETGROUP; -1 clears).");
-
-PyObject *
-Device_set_group(DeviceObject *self, PyObject *arg)
-{
-    return tt_set_id(self, arg, TUNSETGROUP, "ioctl(TUNSETGROUP)", "gid");
-}
+TT_ID_METHOD(set_owner, TUNSETOWNER, "uid",
+             "Let uid attach to the device without CAP_NET_ADMIN (TUNSETOWNER; -1 clears).")
+TT_ID_METHOD(set_group, TUNSETGROUP, "gid",
+             "Let members of gid attach to the device (TUNSETGROUP; -1 clears).")
 
 static PyObject *
 tt_setqueue(DeviceObject *self, int flag, const char *what)
@@ -244,26 +237,19 @@ tt_setqueue(DeviceObject *self, int flag, const char *what)
     Py_RETURN_NONE;
 }
 
-TT_DOC(Device_attach_queue__doc__,
-"attach_queue($self, /)\n--\n\n"
-"Re-attach this queue of a MULTI_QUEUE device (TUNSETQUEUE IFF_ATTACH_QUEUE).");
+/* attach_queue() and detach_queue(): TUNSETQUEUE with one flag. */
+#define TT_QUEUE_METHOD(name, FLAG, doc)                                            \
+    TT_DOC(Device_##name##__doc__, #name "($self, /)\n--\n\n" doc);                 \
+    PyObject *Device_##name(DeviceObject *self, PyObject *Py_UNUSED(ignored))       \
+    {                                                                               \
+        return tt_setqueue(self, FLAG, "ioctl(TUNSETQUEUE, " #FLAG ")");            \
+    }
 
-PyObject *
-Device_attach_queue(DeviceObject *self, PyObject *Py_UNUSED(ignored))
-{
-    return tt_setqueue(self, IFF_ATTACH_QUEUE, "ioctl(TUNSETQUEUE, IFF_ATTACH_QUEUE)");
-}
-
-TT_DOC(Device_detach_queue__doc__,
-"detach_queue($self, /)\n--\n\n"
-"Stop this queue receiving packets (TUNSETQUEUE IFF_DETACH_QUEUE). Reads on a\n"
-"detached queue find nothing; writes still inject packets.");
-
-PyObject *
-Device_detach_queue(DeviceObject *self, PyObject *Py_UNUSED(ignored))
-{
-    return tt_setqueue(self, IFF_DETACH_QUEUE, "ioctl(TUNSETQUEUE, IFF_DETACH_QUEUE)");
-}
+TT_QUEUE_METHOD(attach_queue, IFF_ATTACH_QUEUE,
+                "Re-attach this queue of a MULTI_QUEUE device (TUNSETQUEUE IFF_ATTACH_QUEUE).")
+TT_QUEUE_METHOD(detach_queue, IFF_DETACH_QUEUE,
+                "Stop this queue receiving packets (TUNSETQUEUE IFF_DETACH_QUEUE). Reads on a\n"
+                "detached queue find nothing; writes still inject packets.")
 
 TT_DOC(Device__address__doc__,
 "_address($self, add, family, address, prefixlen, peer, /)\n--\n\n"
@@ -418,23 +404,17 @@ Device_get_flags(DeviceObject *self, void *Py_UNUSED(closure))
 PyObject *
 Device_get_ifindex(DeviceObject *self, void *Py_UNUSED(closure))
 {
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    if (tt_ifreq(self, SIOCGIFINDEX, &ifr, "ioctl(SIOCGIFINDEX)") < 0) {
-        return NULL;
-    }
-    return PyLong_FromLong(ifr.ifr_ifindex);
+    struct ifreq ifr = {0};
+    return tt_ifreq(self, SIOCGIFINDEX, &ifr, "ioctl(SIOCGIFINDEX)") < 0
+               ? NULL : PyLong_FromLong(ifr.ifr_ifindex);
 }
 
 PyObject *
 Device_get_is_up(DeviceObject *self, void *Py_UNUSED(closure))
 {
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    if (tt_ifreq(self, SIOCGIFFLAGS, &ifr, "ioctl(SIOCGIFFLAGS)") < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong((ifr.ifr_flags & IFF_UP) != 0);
+    struct ifreq ifr = {0};
+    return tt_ifreq(self, SIOCGIFFLAGS, &ifr, "ioctl(SIOCGIFFLAGS)") < 0
+               ? NULL : PyBool_FromLong((ifr.ifr_flags & IFF_UP) != 0);
 }
 
 static int

@@ -41,14 +41,7 @@ tt_csum_partial(const uint8_t *p, size_t n, uint64_t sum)
         n -= 8;
     }
     r = (s0 & 0xffffffffu) + (s0 >> 32) + (s1 & 0xffffffffu) + (s1 >> 32) + c0 + c1;
-    if (n >= 4) {
-        uint32_t w;
-        memcpy(&w, p, 4);
-        r += w;
-        p += 4;
-        n -= 4;
-    }
-    if (n >= 2) {
+    while (n >= 2) { /* at most three times: n < 8 here */
         uint16_t h;
         memcpy(&h, p, 2);
         r += h;

@@ -79,11 +79,19 @@ tt_get_write_buffer(PyObject *obj, Py_buffer *view, const char *fname)
     return 0;
 }
 
+/* Move one packet through the buffer, release it, and return the byte count. */
+static inline PyObject *
+tt_io_view(DeviceObject *self, int is_write, Py_buffer *view)
+{
+    Py_ssize_t n = tt_io(self, is_write, view->buf, (size_t)view->len);
+    PyBuffer_Release(view);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
 static PyObject *
 Device_readinto(DeviceObject *self, PyObject *arg)
 {
     Py_buffer view;
-    Py_ssize_t n;
 
     if (tt_check_open(self) < 0) {
         return NULL;
@@ -100,9 +108,7 @@ Device_readinto(DeviceObject *self, PyObject *arg)
         PyBuffer_Release(&view);
         return NULL;
     }
-    n = tt_io(self, 0, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return tt_io_view(self, 0, &view);
 }
 
 PyDoc_STRVAR(Device_read__doc__,
@@ -174,7 +180,6 @@ static PyObject *
 Device_write(DeviceObject *self, PyObject *arg)
 {
     Py_buffer view;
-    Py_ssize_t n;
 
     if (tt_check_open(self) < 0) {
         return NULL;
@@ -187,9 +192,7 @@ Device_write(DeviceObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
         return NULL;
     }
-    n = tt_io(self, 1, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return tt_io_view(self, 1, &view);
 }
 
 /* -- fd and modes --------------------------------------------------------- */
@@ -201,10 +204,7 @@ PyDoc_STRVAR(Device_fileno__doc__,
 static PyObject *
 Device_fileno(DeviceObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    return PyLong_FromLong(self->fd);
+    return tt_check_open(self) < 0 ? NULL : PyLong_FromLong(self->fd);
 }
 
 PyDoc_STRVAR(Device_close__doc__,
@@ -235,6 +235,17 @@ Device_detach(DeviceObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(fd);
 }
 
+/* The mode of an open device: -1 block forever, 0 non-blocking, > 0 a timeout (ns). */
+static PyObject *
+tt_store_timeout(DeviceObject *self, int64_t timeout_ns)
+{
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    self->timeout_ns = timeout_ns;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(Device_setblocking__doc__,
 "setblocking($self, flag, /)\n--\n\n"
 "Blocking (True: no timeout) or non-blocking (False) mode, as socket.setblocking.");
@@ -243,14 +254,7 @@ static PyObject *
 Device_setblocking(DeviceObject *self, PyObject *arg)
 {
     int flag = PyObject_IsTrue(arg);
-    if (flag < 0) {
-        return NULL;
-    }
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    self->timeout_ns = flag ? -1 : 0;
-    Py_RETURN_NONE;
+    return flag < 0 ? NULL : tt_store_timeout(self, flag ? -1 : 0);
 }
 
 PyDoc_STRVAR(Device_getblocking__doc__,
@@ -260,10 +264,7 @@ PyDoc_STRVAR(Device_getblocking__doc__,
 static PyObject *
 Device_getblocking(DeviceObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(self->timeout_ns != 0);
+    return tt_check_open(self) < 0 ? NULL : PyBool_FromLong(self->timeout_ns != 0);
 }
 
 PyDoc_STRVAR(Device_settimeout__doc__,
@@ -275,14 +276,7 @@ static PyObject *
 Device_settimeout(DeviceObject *self, PyObject *arg)
 {
     int64_t t;
-    if (tt_parse_timeout(arg, &t) < 0) {
-        return NULL;
-    }
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    self->timeout_ns = t;
-    Py_RETURN_NONE;
+    return tt_parse_timeout(arg, &t) < 0 ? NULL : tt_store_timeout(self, t);
 }
 
 PyDoc_STRVAR(Device_gettimeout__doc__,
@@ -339,33 +333,33 @@ Device_get_coalesce_disabled(DeviceObject *self, void *Py_UNUSED(closure))
 }
 
 
+/* {"name", Device_<name>, flags, Device_<name>__doc__} */
+#define TT_M(name, flags) \
+    {#name, (PyCFunction)(void (*)(void))Device_##name, (flags), Device_##name##__doc__}
+
 static PyMethodDef Device_methods[] = {
-    {"readinto", (PyCFunction)Device_readinto, METH_O, Device_readinto__doc__},
-    {"read", (PyCFunction)(void (*)(void))Device_read, METH_FASTCALL, Device_read__doc__},
-    {"write", (PyCFunction)Device_write, METH_O, Device_write__doc__},
-    {"read_batch", (PyCFunction)Device_read_batch, METH_O, Device_read_batch__doc__},
-    {"write_batch", (PyCFunction)(void (*)(void))Device_write_batch,
-     METH_FASTCALL | METH_KEYWORDS, Device_write_batch__doc__},
-    {"fileno", (PyCFunction)Device_fileno, METH_NOARGS, Device_fileno__doc__},
-    {"close", (PyCFunction)Device_close, METH_NOARGS, Device_close__doc__},
-    {"detach", (PyCFunction)Device_detach, METH_NOARGS, Device_detach__doc__},
-    {"fromfd", (PyCFunction)Device_fromfd, METH_O | METH_CLASS, Device_fromfd__doc__},
-    {"setblocking", (PyCFunction)Device_setblocking, METH_O, Device_setblocking__doc__},
-    {"getblocking", (PyCFunction)Device_getblocking, METH_NOARGS, Device_getblocking__doc__},
-    {"settimeout", (PyCFunction)Device_settimeout, METH_O, Device_settimeout__doc__},
-    {"gettimeout", (PyCFunction)Device_gettimeout, METH_NOARGS, Device_gettimeout__doc__},
-    {"up", (PyCFunction)Device_up, METH_NOARGS, Device_up__doc__},
-    {"down", (PyCFunction)Device_down, METH_NOARGS, Device_down__doc__},
-    {"persist", (PyCFunction)(void (*)(void))Device_persist, METH_FASTCALL,
-     Device_persist__doc__},
-    {"set_owner", (PyCFunction)Device_set_owner, METH_O, Device_set_owner__doc__},
-    {"set_group", (PyCFunction)Device_set_group, METH_O, Device_set_group__doc__},
-    {"attach_queue", (PyCFunction)Device_attach_queue, METH_NOARGS,
-     Device_attach_queue__doc__},
-    {"detach_queue", (PyCFunction)Device_detach_queue, METH_NOARGS,
-     Device_detach_queue__doc__},
-    {"set_offload", (PyCFunction)Device_set_offload, METH_O, Device_set_offload__doc__},
-    {"_address", (PyCFunction)Device__address, METH_VARARGS, Device__address__doc__},
+    TT_M(readinto, METH_O),
+    TT_M(read, METH_FASTCALL),
+    TT_M(write, METH_O),
+    TT_M(read_batch, METH_O),
+    TT_M(write_batch, METH_FASTCALL | METH_KEYWORDS),
+    TT_M(fileno, METH_NOARGS),
+    TT_M(close, METH_NOARGS),
+    TT_M(detach, METH_NOARGS),
+    TT_M(fromfd, METH_O | METH_CLASS),
+    TT_M(setblocking, METH_O),
+    TT_M(getblocking, METH_NOARGS),
+    TT_M(settimeout, METH_O),
+    TT_M(gettimeout, METH_NOARGS),
+    TT_M(up, METH_NOARGS),
+    TT_M(down, METH_NOARGS),
+    TT_M(persist, METH_FASTCALL),
+    TT_M(set_owner, METH_O),
+    TT_M(set_group, METH_O),
+    TT_M(attach_queue, METH_NOARGS),
+    TT_M(detach_queue, METH_NOARGS),
+    TT_M(set_offload, METH_O),
+    TT_M(_address, METH_VARARGS),
     {NULL, NULL, 0, NULL},
 };
 

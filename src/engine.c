@@ -29,9 +29,11 @@
 /* Outcomes of one nogil attempt besides a result >= 0. */
 enum { TT_ERR = -1, TT_CLOSED = -2, TT_PERR = -3, TT_TIMEOUT = -4, TT_READY = 1 };
 
-/* A detached queue (TUNSETQUEUE IFF_DETACH_QUEUE) polls POLLERR yet reads EAGAIN
- * (drivers/net/tun.c: tun_chr_poll finds no tun): a wait there watches only the
- * eventfd and looks at the device again this often. */
+/* An fd that polls POLLERR/POLLHUP only while its read still says EAGAIN: a wait
+ * there watches only the eventfd and looks at the device again this often, so it
+ * neither spins nor misses the fd becoming usable. (A detached queue, TUNSETQUEUE
+ * IFF_DETACH_QUEUE, reads EAGAIN and polls neither POLLIN nor POLLERR on Linux 6.x:
+ * its wait simply lasts until a re-attach and a packet; docs/kernel.md.) */
 #define TT_DETACHED_RECHECK_MS 50
 
 /* The eventfd is made on the first blocking wait, with the GIL held, so devices

@@ -36,28 +36,14 @@ tt_nl_next_seq(void)
     ((len) -= RTA_ALIGN((rta)->rta_len),                                            \
      (const struct rtattr *)(((const char *)(rta)) + RTA_ALIGN((rta)->rta_len)))
 
-static unsigned
-tt_rta_u32(const struct rtattr *rta)
-{
-    uint32_t v = 0;
-    if (RTA_PAYLOAD(rta) >= sizeof(v)) {
-        memcpy(&v, RTA_DATA(rta), sizeof(v));
-    }
-    return v;
-}
-
-static unsigned
-tt_rta_u8(const struct rtattr *rta)
-{
-    return RTA_PAYLOAD(rta) >= 1 ? *(const uint8_t *)RTA_DATA(rta) : 0;
-}
-
 int
 tt_nl_addattr(struct nlmsghdr *h, size_t cap, int type, const void *data, size_t len)
 {
     struct rtattr *rta;
     size_t at = NLMSG_ALIGN(h->nlmsg_len);
-    if (len > 0xffff - RTA_LENGTH(0) || at > cap || RTA_LENGTH(len) > cap - at) {
+    /* The message grows by the aligned length: all of it must fit, or nlmsg_len
+     * would claim bytes past the buffer (found by tests/fuzz/fuzz_netlink.c). */
+    if (len > 0xffff - RTA_LENGTH(0) || at > cap || RTA_SPACE(len) > cap - at) {
         return -1;
     }
     rta = (struct rtattr *)((char *)h + at);
@@ -71,44 +57,40 @@ tt_nl_addattr(struct nlmsghdr *h, size_t cap, int type, const void *data, size_t
 }
 
 /* IFLA_INFO_DATA of a "tun" link: the IFLA_TUN_* attributes (drivers/net/tun.c:
- * tun_fill_info). */
+ * tun_fill_info), each a u8 (payload 1) or a u32 (payload 4). */
 static void
 tt_parse_tun_data(const struct rtattr *rta, int len, tt_linkinfo *li)
 {
+    uint32_t v[IFLA_TUN_MAX + 1] = {0};
+    unsigned char seen[IFLA_TUN_MAX + 1] = {0};
+
     for (; TT_RTA_OK(rta, len); rta = TT_RTA_NEXT(rta, len)) {
-        switch (rta->rta_type) {
-        case IFLA_TUN_TYPE:
-            li->type = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_PI:
-            li->pi = (int)tt_rta_u8(rta);
-            li->has_pi = 1;
-            break;
-        case IFLA_TUN_VNET_HDR:
-            li->vnet_hdr = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_PERSIST:
-            li->persist = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_MULTI_QUEUE:
-            li->multi_queue = (int)tt_rta_u8(rta);
-            break;
-        case IFLA_TUN_OWNER:
-            li->owner = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_GROUP:
-            li->group = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_NUM_QUEUES:
-            li->num_queues = tt_rta_u32(rta);
-            break;
-        case IFLA_TUN_NUM_DISABLED_QUEUES:
-            li->num_disabled_queues = tt_rta_u32(rta);
-            break;
-        default:
-            break;
+        size_t n = RTA_PAYLOAD(rta);
+        if (rta->rta_type > IFLA_TUN_MAX || n == 0) {
+            continue;
         }
+        if (n >= sizeof(uint32_t)) {
+            memcpy(&v[rta->rta_type], RTA_DATA(rta), sizeof(uint32_t));
+        }
+        else {
+            v[rta->rta_type] = *(const uint8_t *)RTA_DATA(rta);
+        }
+        seen[rta->rta_type] = 1;
     }
+    li->type = (int)(v[IFLA_TUN_TYPE] & 0xff);
+    li->pi = (int)(v[IFLA_TUN_PI] & 0xff);
+    li->has_pi = seen[IFLA_TUN_PI];
+    li->vnet_hdr = (int)(v[IFLA_TUN_VNET_HDR] & 0xff);
+    li->persist = (int)(v[IFLA_TUN_PERSIST] & 0xff);
+    li->multi_queue = (int)(v[IFLA_TUN_MULTI_QUEUE] & 0xff);
+    if (seen[IFLA_TUN_OWNER]) {
+        li->owner = v[IFLA_TUN_OWNER];
+    }
+    if (seen[IFLA_TUN_GROUP]) {
+        li->group = v[IFLA_TUN_GROUP];
+    }
+    li->num_queues = v[IFLA_TUN_NUM_QUEUES];
+    li->num_disabled_queues = v[IFLA_TUN_NUM_DISABLED_QUEUES];
 }
 
 int

@@ -19,6 +19,10 @@
 #include <net/if.h>
 #include <linux/netlink.h>
 
+#ifndef IFNAMSIZ /* <net/if.h> hides it in strict ISO C modes */
+#define IFNAMSIZ IF_NAMESIZE
+#endif
+
 /* What RTM_NEWLINK tells about one interface (include/uapi/linux/if_link.h:
  * IFLA_LINKINFO -> IFLA_INFO_KIND "tun" -> IFLA_INFO_DATA -> IFLA_TUN_*). */
 typedef struct {

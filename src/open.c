@@ -29,7 +29,8 @@
     (IFF_TUN | IFF_TAP | IFF_NAPI | IFF_NAPI_FRAGS | IFF_NO_CARRIER | IFF_NO_PI |   \
      IFF_ONE_QUEUE | IFF_VNET_HDR | IFF_TUN_EXCL | IFF_MULTI_QUEUE | IFF_PERSIST)
 
-DeviceObject *
+/* A DeviceObject of `type` with every fd -1 and its netlink lock, or NULL. */
+static DeviceObject *
 tt_device_alloc(PyTypeObject *type)
 {
     DeviceObject *self = (DeviceObject *)((allocfunc)PyType_GetSlot(type, Py_tp_alloc))(type, 0);
@@ -52,6 +53,23 @@ tt_device_alloc(PyTypeObject *type)
         PyErr_NoMemory();
         return NULL;
     }
+    return self;
+}
+
+/* A Device of `type` owning the attached `fd` and control socket `ctl` of interface
+ * `name`; on failure both fds are closed and NULL returned with an exception. */
+static DeviceObject *
+tt_device_adopt(PyTypeObject *type, int fd, int ctl, const char *name)
+{
+    DeviceObject *self = tt_device_alloc(type);
+    if (self == NULL) {
+        close(fd);
+        close(ctl);
+        return NULL;
+    }
+    self->fd = fd;
+    self->ctlfd = ctl;
+    snprintf(self->name, IFNAMSIZ, "%s", name);
     return self;
 }
 
@@ -313,17 +331,12 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         }
         goto done;
     }
-    self = tt_device_alloc(type);
+    self = tt_device_adopt(type, c.fd, c.ctl, ifr.ifr_name);
     if (self == NULL) {
-        close(c.fd);
-        close(c.ctl);
         goto done;
     }
-    self->fd = c.fd;
-    self->ctlfd = c.ctl;
     self->req_flags = flags & ~IFF_PERSIST;
     self->timeout_ns = blocking ? -1 : 0;
-    snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
     if (tt_update_hdr_len(self, self->req_flags) < 0) {
         Py_CLEAR(self);
     }
@@ -431,15 +444,10 @@ Device_fromfd(PyTypeObject *type, PyObject *arg)
         }
         return tt_oserror(op.err, c.what, NULL, NULL);
     }
-    self = tt_device_alloc(type);
+    self = tt_device_adopt(type, c.newfd, c.ctl, ifr.ifr_name);
     if (self == NULL) {
-        close(c.newfd);
-        close(c.ctl);
         return NULL;
     }
-    self->fd = c.newfd;
-    self->ctlfd = c.ctl;
-    snprintf(self->name, IFNAMSIZ, "%s", ifr.ifr_name);
     if (tt_device_flags(self, &flags) < 0 || tt_update_hdr_len(self, flags) < 0) {
         Py_DECREF(self);
         return NULL;

@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import stat
-import struct
 import subprocess
 import tempfile
 import threading
@@ -31,11 +30,20 @@ from typing import Any
 
 import pytest
 
-from netutil import current_netns, ip, setns_net, unique_name, unique_net, unshare_net
-
-TUNSETIFF = 0x400454CA  # _IOW('T', 202, int)
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
+from netutil import (
+    IFF_NO_PI,
+    IFF_TUN,
+    IFREQ,
+    TUN_PATH,
+    TUNSETIFF,
+    Net,
+    current_netns,
+    ip,
+    setns_net,
+    unique_name,
+    unique_net,
+    unshare_net,
+)
 
 REQUIRE_TUN = os.environ.get("TUNTAP_REQUIRE_TUN") == "1"
 
@@ -64,13 +72,13 @@ class TunEnv:
 def _probe_tunsetiff() -> str | None:
     """Create and drop a TUN device with raw syscalls; return why it failed, if it did."""
     try:
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        return "/dev/net/tun is missing"
+        return f"{TUN_PATH} is missing"
     except PermissionError as e:
-        return f"cannot open /dev/net/tun: {e}"
+        return f"cannot open {TUN_PATH}: {e}"
     try:
-        ifr = struct.pack("16sH22x", b"ttprobe%d", IFF_TUN | IFF_NO_PI)
+        ifr = IFREQ.pack(b"ttprobe%d", IFF_TUN | IFF_NO_PI)
         fcntl.ioctl(fd, TUNSETIFF, ifr)
     except OSError as e:
         if e.errno == errno.EPERM:
@@ -86,8 +94,8 @@ def _tun_env() -> Iterator[TunEnv]:
     """Enter a private network namespace (main thread) if TUN can be used at all."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("the namespace fixture must run in the main thread")
-    if not os.path.exists("/dev/net/tun"):
-        yield TunEnv(False, "/dev/net/tun is missing")
+    if not os.path.exists(TUN_PATH):
+        yield TunEnv(False, f"{TUN_PATH} is missing")
         return
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -177,21 +185,72 @@ def cleanup_links() -> Iterator[list[str]]:
 
 @dataclass
 class UpDevice:
+    """A device that is up with ``local``/24; ``remote`` and ``other`` route through it."""
+
     dev: Any
     name: str
     local: str
     remote: str
     other: str
+    prefix: int = 24
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.local}/{self.prefix}"
 
 
 @pytest.fixture
-def tun(open_device: Callable[..., Any]) -> UpDevice:
-    """A TUN (NO_PI) device with ``local``/24 and up; ``remote`` is routed through it."""
-    net = unique_net()
-    dev = open_device(unique_name())
-    dev.add_address(net.cidr)
-    dev.up()
-    return UpDevice(dev, dev.name, net.local, net.remote, net.other)
+def up_device(open_device: Callable[..., Any]) -> Callable[..., UpDevice]:
+    """Factory: ``up_device(flags=TUN|NO_PI, **kw)`` opens a device with a fresh name
+    (``kw`` as for ``tuntap.Device``, e.g. ``netns=``), gives it a fresh /24 and brings it
+    up. Closed at teardown."""
+
+    def make(flags: int | None = None, **kwargs: Any) -> UpDevice:
+        net = unique_net()
+        args = () if flags is None else (flags,)
+        dev = open_device(unique_name(), *args, **kwargs)
+        dev.add_address(net.cidr)
+        dev.up()
+        return UpDevice(dev, dev.name, net.local, net.remote, net.other, net.prefix)
+
+    return make
+
+
+@pytest.fixture
+def tun(up_device: Callable[..., UpDevice]) -> UpDevice:
+    """A TUN (NO_PI) device, up, with ``local``/24; ``remote`` is routed through it."""
+    return up_device()
+
+
+@pytest.fixture
+def tap(up_device: Callable[..., UpDevice]) -> UpDevice:
+    """A TAP (NO_PI) device, up, with ``local``/24 (the peer's ARP is up to the test)."""
+    import tuntap
+
+    return up_device(tuntap.Flags.TAP | tuntap.Flags.NO_PI)
+
+
+@pytest.fixture
+def up_queues() -> Iterator[Callable[..., tuple[list[Any], Net]]]:
+    """Factory: ``up_queues(count, flags=TUN|NO_PI)`` opens a multi-queue device
+    (``tuntap.open_queues``), gives it a fresh /24 and brings it up; returns
+    ``(queues, net)``. Every queue is closed at teardown."""
+    import tuntap
+
+    opened: list[Any] = []
+
+    def make(count: int, flags: int | None = None) -> tuple[list[Any], Net]:
+        net = unique_net()
+        args = () if flags is None else (flags,)
+        qs = tuntap.open_queues(unique_name(), count, *args)
+        opened.extend(qs)
+        qs[0].add_address(net.cidr)
+        qs[0].up()
+        return qs, net
+
+    yield make
+    for q in opened:
+        q.close()
 
 
 @pytest.fixture

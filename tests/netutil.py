@@ -1,7 +1,10 @@
-"""Small helpers shared by the tests: packet builders/parsers, namespaces, ``ip`` queries.
+"""Small helpers shared by the tests: kernel constants, packet builders/parsers,
+namespaces, ``ip`` queries.
 
-Everything here is plain ``struct``/``socket`` so the tests do not depend on the library
-under test to build or check packets.
+Packets are built and parsed with plain ``struct``/``socket``; the one thing taken from the
+library is ``tuntap.checksum`` (the RFC 1071 checksum, itself checked against RFC 1071's
+worked example and scapy in test_checksum.py). Kernel ABI values are written out here,
+from the kernel headers, so no test takes them from the library it checks.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 import json
 import os
 import secrets
+import select
 import socket
 import struct
 import subprocess
@@ -22,13 +26,49 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-CLONE_NEWNET = 0x40000000
+from tuntap import checksum
+
+CLONE_NEWNET = 0x40000000  # <linux/sched.h>
+
+# <linux/if_tun.h>: ioctls, TUNSETIFF flags, TUNSETOFFLOAD bits
+TUN_PATH = "/dev/net/tun"
+TUNSETIFF = 0x400454CA  # _IOW('T', 202, int)
+TUNGETIFF = 0x800454D2  # _IOR('T', 210, unsigned int)
+TUNGETFEATURES = 0x800454CF  # _IOR('T', 207, unsigned int)
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_NAPI = 0x0010
+IFF_NAPI_FRAGS = 0x0020
+IFF_NO_CARRIER = 0x0040
+IFF_MULTI_QUEUE = 0x0100
+IFF_PERSIST = 0x0800
+IFF_NO_PI = 0x1000
+IFF_NOFILTER = 0x1000  # the same bit as IFF_NO_PI: see docs/kernel.md
+IFF_ONE_QUEUE = 0x2000
+IFF_VNET_HDR = 0x4000
+IFF_TUN_EXCL = 0x8000
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+TUN_F_UFO = 0x10
+TUN_F_USO4 = 0x20
+TUN_F_USO6 = 0x40
+PI_SIZE = 4  # struct tun_pi: __u16 flags (host order), __be16 proto
+TUN_PKT_STRIP = 0x0001  # tun_pi.flags: the packet did not fit the read buffer
+IFREQ = struct.Struct("16sH22x")  # struct ifreq: ifr_name, ifr_flags, padding
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+
+NOBODY = 65534  # uid and gid of nobody/nogroup: an owner that is not root
+
+# The ValueError of any call on a closed device.
+CLOSED_MSG = "I/O operation on closed device"
 
 # Wait bound for anything that should happen "now" (a packet in flight, a thread waking).
 WAIT = 2.0
@@ -152,18 +192,28 @@ def link_exists(name: str, netns: str | None = None) -> bool:
     return link_json(name, netns) is not None
 
 
+def wait_ipv6_routes(name: str, local: str, dest: str, timeout: float = WAIT) -> None:
+    """Wait (bounded) for the routes of a new IPv6 address on ``name``: the local route of
+    ``local`` and the route to ``dest`` (the peer, or the prefix such as ``fd00::/64``).
+    The kernel installs them from its address work item after ``ip addr add`` (or
+    RTM_NEWADDR) has returned, even with ``nodad``; a packet sent or written before that
+    is dropped."""
+    deadline = time.monotonic() + timeout
+    for _ in range(10000):
+        have_local = ip("-6", "route", "show", "table", "local", local, "dev", name,
+                        check=False).stdout.strip()
+        have_dest = ip("-6", "route", "show", dest, "dev", name, check=False).stdout.strip()
+        if have_local and have_dest:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    raise AssertionError(f"no IPv6 routes for {local} / {dest} on {name} within {timeout} s")
+
+
 # --------------------------------------------------------------------------------------
 # Checksums and packets
 # --------------------------------------------------------------------------------------
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def build_ipv4(src: str, dst: str, proto: int, payload: bytes, *, ttl: int = 64,
@@ -289,6 +339,41 @@ def eth_icmp_echo_reply_for(frame: bytes, my_mac: bytes) -> bytes | None:
 # --------------------------------------------------------------------------------------
 # Reading with a bound
 # --------------------------------------------------------------------------------------
+
+
+def poll_events(fd: int, timeout: float = 0.0) -> int:
+    """The events ``poll(2)`` reports for ``fd`` (POLLIN|POLLOUT asked; POLLERR, POLLHUP
+    always), waiting up to ``timeout`` seconds for one; 0 if none."""
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLOUT)
+    got = p.poll(int(timeout * 1000))
+    return got[0][1] if got else 0
+
+
+def wait_readable(fd: int, timeout: float = WAIT) -> None:
+    """Wait (bounded) until ``fd`` polls POLLIN, i.e. a packet is queued."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    assert p.poll(int(timeout * 1000)), f"nothing queued within {timeout} s"
+
+
+def libc_write(fd: int, data: bytes) -> int:
+    """One write(2) straight through libc; raises OSError on failure."""
+    n = _libc.write(fd, data, ctypes.c_size_t(len(data)))
+    if n < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(n)
+
+
+def libc_read(fd: int, size: int) -> bytes:
+    """One read(2) of ``size`` bytes straight through libc (no shortcut for size 0)."""
+    buf = ctypes.create_string_buffer(max(size, 1))
+    n = _libc.read(fd, buf, ctypes.c_size_t(size))
+    if n < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return buf.raw[:n]
 
 
 def read_matching(dev: Any, pred: Callable[[bytes], bool], *, timeout: float = WAIT,

@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 
 import tuntap
-from netutil import WAIT, build_udp4, is_udp4_to, parse_udp4, udp_socket
+from netutil import CLOSED_MSG, WAIT, build_udp4, is_udp4_to, parse_udp4, udp_socket
 
 
 def _send(dst: str, port: int, payloads: list[bytes]) -> None:
@@ -325,11 +325,11 @@ def test_batch_calls_on_a_closed_device_raise_value_error(open_device) -> None:
     dev = open_device(unique_name())
     dev.close()
     batch = tuntap.PacketBatch(2, 64)
-    with pytest.raises(ValueError, match="closed device"):
+    with pytest.raises(ValueError, match=f"^{CLOSED_MSG}$"):
         dev.read_batch(batch)
-    with pytest.raises(ValueError, match="closed device"):
+    with pytest.raises(ValueError, match=f"^{CLOSED_MSG}$"):
         dev.write_batch(batch)
-    with pytest.raises(ValueError, match="closed device"):
+    with pytest.raises(ValueError, match=f"^{CLOSED_MSG}$"):
         dev.write_batch([b"x"])
 
 

@@ -1,14 +1,17 @@
-"""Blocking, non-blocking and timeout modes; signals during a blocking read."""
+"""Blocking, non-blocking and timeout modes; signals during a blocking read; what poll(2)
+reports on the device fd (the blocking modes wait in poll, docs/kernel.md "poll")."""
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import threading
 import time
 
 import pytest
 
-from netutil import WAIT, parse_udp4, udp_socket, unique_name
+from netutil import TUN_PATH, WAIT, ip, parse_udp4, poll_events, udp_socket, unique_name
 
 pytestmark = pytest.mark.needs_tun
 
@@ -84,8 +87,9 @@ def test_settimeout_raises_timeout_error_on_time(tun):
 
 def test_timeout_error_is_an_oserror_like_socket_timeout(tun):
     tun.dev.settimeout(0.01)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as ei:  # what `except OSError` around a read catches
         tun.dev.read()
+    assert type(ei.value) is TimeoutError
 
 
 def test_blocking_read_with_timeout_returns_packet_sent_later(tun):
@@ -116,6 +120,38 @@ def test_settimeout_zero_is_nonblocking(tun):
     assert tun.dev.getblocking() is False
     with pytest.raises(BlockingIOError):
         tun.dev.read()
+
+
+# --- poll ------------------------------------------------------------------------
+
+
+def test_poll_reports_pollin_only_while_a_packet_is_queued(tun):
+    fd = tun.dev.fileno()
+    assert poll_events(fd) == select.POLLOUT
+    with udp_socket() as s:
+        s.sendto(b"poll me", (tun.remote, 7102))
+    assert poll_events(fd, WAIT) == select.POLLIN | select.POLLOUT
+    assert parse_udp4(tun.dev.read())[1].payload == b"poll me"
+    assert poll_events(fd) == select.POLLOUT
+
+
+def test_poll_reports_pollout_only_while_the_link_is_up(open_device):
+    dev = open_device(unique_name())
+    assert poll_events(dev.fileno()) == 0  # down: a write would be EIO
+    dev.up()
+    assert poll_events(dev.fileno()) == select.POLLOUT
+    dev.down()
+    assert poll_events(dev.fileno()) == 0
+
+
+def test_poll_reports_pollerr_on_an_unattached_fd_and_after_deletion(tun):
+    fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)  # no TUNSETIFF yet
+    try:
+        assert poll_events(fd) == select.POLLERR
+    finally:
+        os.close(fd)
+    ip("link", "del", "dev", tun.name)
+    assert poll_events(tun.dev.fileno()) == select.POLLERR
 
 
 # --- signals ---------------------------------------------------------------------

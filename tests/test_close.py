@@ -11,11 +11,9 @@ import time
 import pytest
 
 import tuntap
-from netutil import WAIT, link_exists, unique_name
+from netutil import CLOSED_MSG, TUN_PATH, WAIT, link_exists, parse_udp4, udp_socket, unique_name
 
 pytestmark = pytest.mark.needs_tun
-
-CLOSED_MSG = "I/O operation on closed device"
 
 
 def fd_target(fd: int) -> str | None:
@@ -29,7 +27,7 @@ def test_close_is_idempotent_and_removes_the_device():
     name = unique_name()
     dev = tuntap.Device(name)
     fd = dev.fileno()
-    assert fd_target(fd) == "/dev/net/tun"
+    assert fd_target(fd) == TUN_PATH
     assert link_exists(name)
     assert dev.closed is False
     dev.close()
@@ -37,7 +35,7 @@ def test_close_is_idempotent_and_removes_the_device():
     dev.close()
     dev.close()
     assert dev.closed is True
-    assert fd_target(fd) != "/dev/net/tun"
+    assert fd_target(fd) != TUN_PATH
     assert not link_exists(name)
 
 
@@ -192,6 +190,39 @@ def test_fd_number_not_reused_while_a_reader_is_inside():
             os.close(w)
 
 
+def test_kernel_does_not_wake_a_raw_read_whose_fd_is_closed(up_device):
+    """The trap close() works around (docs/kernel.md, "The blocking read and close()"): a thread
+    blocked in read(2) holds a reference to the file, so closing the fd number from
+    another thread neither wakes it nor releases the device; the next packet does."""
+    t = up_device()
+    fd = t.dev.detach()
+    os.set_blocking(fd, True)
+    result: dict = {}
+
+    def reader() -> None:
+        try:
+            result["data"] = os.read(fd, 2048)
+        except OSError as e:
+            result["exc"] = e
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    time.sleep(0.15)
+    os.close(fd)
+    th.join(0.3)
+    assert th.is_alive() and not result, f"woken by close(): {result}"
+    assert link_exists(t.name)  # the file (and so the device) lives on in the read
+    with udp_socket() as s:
+        s.sendto(b"wake up", (t.remote, 7301))
+    th.join(WAIT)
+    assert not th.is_alive(), "the blocked read(2) did not get the packet"
+    assert parse_udp4(result["data"])[1].payload == b"wake up"
+    deadline = time.monotonic() + WAIT
+    while link_exists(t.name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not link_exists(t.name)  # the read dropped the last reference
+
+
 def test_close_while_no_reader_is_fast():
     dev = tuntap.Device(unique_name())
     t0 = time.monotonic()
@@ -209,7 +240,7 @@ def test_unclosed_device_emits_resource_warning_and_closes_fd():
     with pytest.warns(ResourceWarning, match="unclosed"):
         fd = leak()
         gc.collect()
-    assert fd_target(fd) != "/dev/net/tun"
+    assert fd_target(fd) != TUN_PATH
     assert not link_exists(name)
 
 
@@ -228,18 +259,16 @@ def test_detach_returns_open_fd_and_marks_closed():
     try:
         assert dev.closed
         assert stat.S_ISCHR(os.fstat(fd).st_mode)
-        assert fd_target(fd) == "/dev/net/tun"
+        assert fd_target(fd) == TUN_PATH
         assert link_exists(name)  # still attached through fd
         dev.close()  # no effect on the detached fd
-        assert fd_target(fd) == "/dev/net/tun"
+        assert fd_target(fd) == TUN_PATH
     finally:
         os.close(fd)
     assert not link_exists(name)
 
 
 def test_fromfd_after_detach_keeps_working(tun):
-    from netutil import parse_udp4, udp_socket
-
     fd = tun.dev.detach()
     try:
         dev2 = tuntap.Device.fromfd(fd)
@@ -260,7 +289,7 @@ def test_fromfd_after_detach_keeps_working(tun):
 def test_fromfd_rejects_a_non_tun_fd():
     r, w = os.pipe()
     try:
-        with pytest.raises((ValueError, OSError)):
+        with pytest.raises(ValueError, match=f"^fd {r} is not a {TUN_PATH} file descriptor$"):
             tuntap.Device.fromfd(r)
     finally:
         os.close(r)

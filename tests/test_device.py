@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import json
 import os
 import re
 import socket
@@ -12,16 +14,25 @@ import pytest
 
 import tuntap
 from netutil import (
+    ETH_P_IP,
+    IFF_NO_PI,
+    IFF_TUN,
+    IFREQ,
+    NOBODY,
+    PI_SIZE,
+    TUN_PATH,
+    TUNGETFEATURES,
+    TUNGETIFF,
     WAIT,
+    ip,
     link_json,
     parse_ipv4,
+    parse_udp4,
     udp_socket,
     unique_name,
 )
 
 pytestmark = pytest.mark.needs_tun
-
-TUNGETFEATURES = 0x800454CF  # _IOR('T', 207, unsigned int)
 
 
 def test_default_device_is_tun_no_pi_with_kernel_chosen_name(open_device):
@@ -68,9 +79,38 @@ def test_flags_report_packet_info_both_ways(open_device):
     assert tuntap.Flags.TAP in tap.flags
 
 
+def test_tungetiff_reports_0x1000_with_packet_info_on_but_flags_do_not(up_device):
+    """TUNGETIFF sets IFF_NOFILTER (0x1000, the same bit as IFF_NO_PI) whenever no socket
+    filter is attached, so it cannot say whether packet info is on (docs/kernel.md,
+    "Flags"). The packets say it is; so does .flags, which asks rtnetlink."""
+    t = up_device(tuntap.Flags.TUN)
+    raw = IFREQ.unpack(fcntl.ioctl(t.dev.fileno(), TUNGETIFF, bytes(IFREQ.size)))[1]
+    assert raw & IFF_NO_PI
+    assert tuntap.Flags.NO_PI not in t.dev.flags
+    with udp_socket() as s:
+        s.sendto(b"pi is on", (t.remote, 7402))
+    t.dev.settimeout(WAIT)
+    pkt = t.dev.read()
+    assert pkt[:PI_SIZE] == struct.pack("!HH", 0, ETH_P_IP)
+    assert parse_udp4(pkt[PI_SIZE:])[1].payload == b"pi is on"
+
+
+def test_persist_in_the_flags_makes_a_persistent_device(cleanup_links):
+    """The kernel ignores IFF_PERSIST in TUNSETIFF (it only reports it): the library sets
+    it with TUNSETPERSIST right after."""
+    name = unique_name()
+    cleanup_links.append(name)
+    with tuntap.Device(name, tuntap.Flags.TUN | tuntap.Flags.NO_PI | tuntap.Flags.PERSIST) as d:
+        assert tuntap.Flags.PERSIST in d.flags
+    info = link_json(name)
+    assert info is not None and info["linkinfo"]["info_data"]["persist"] is True
+    tuntap.delete(name)
+    assert link_json(name) is None
+
+
 def test_flags_accept_plain_ints(open_device):
-    dev = open_device(unique_name(), 0x0001 | 0x1000)
-    assert dev.flags & 0x1001 == 0x1001
+    dev = open_device(unique_name(), IFF_TUN | IFF_NO_PI)
+    assert dev.flags & (IFF_TUN | IFF_NO_PI) == IFF_TUN | IFF_NO_PI
 
 
 def test_ifindex_matches_the_kernel(open_device):
@@ -116,10 +156,17 @@ def test_mtu_is_enforced_on_real_traffic(tun):
 
 def test_mtu_invalid_value_is_an_error(open_device):
     dev = open_device(unique_name())
-    with pytest.raises((OSError, ValueError)):
+    with pytest.raises(ValueError, match="^mtu must be >= 0, not -5$"):
         dev.mtu = -5
-    with pytest.raises(TypeError):
+    with pytest.raises(OverflowError, match="^mtu is out of range$"):
+        dev.mtu = 1 << 40
+    with pytest.raises(TypeError, match="^mtu must be int, not str$"):
         dev.mtu = "1400"
+    # Below the kernel's minimum (68, drivers/net/tun.c: MIN_MTU): its EINVAL, kept.
+    with pytest.raises(OSError) as ei:
+        dev.mtu = 10
+    assert type(ei.value) is OSError and ei.value.errno == errno.EINVAL
+    assert f"ioctl(SIOCSIFMTU) on '{dev.name}'" in str(ei.value)
     assert dev.mtu == 1500
 
 
@@ -131,24 +178,31 @@ def test_txqueuelen_get_and_set(open_device):
     assert link_json(dev.name)["txqlen"] == 42
 
 
-def test_txqueuelen_bounds_the_device_queue(tun):
-    tun.dev.txqueuelen = 5
+@pytest.mark.parametrize("extra", [0, tuntap.Flags.ONE_QUEUE], ids=["plain", "ONE_QUEUE"])
+def test_txqueuelen_bounds_the_device_queue_and_the_rest_is_tx_dropped(up_device, extra):
+    """The kernel sizes each queue's ring to txqueuelen and drops (counting tx_dropped)
+    what does not fit; IFF_ONE_QUEUE no longer changes any of it (docs/kernel.md)."""
+    t = up_device(tuntap.Flags.TUN | tuntap.Flags.NO_PI | extra)
+    assert (tuntap.Flags.ONE_QUEUE in t.dev.flags) == bool(extra)
+    t.dev.txqueuelen = 5
     with udp_socket() as s:
         for i in range(20):
-            s.sendto(b"q%d" % i, (tun.remote, 7401))
-    tun.dev.setblocking(False)
+            s.sendto(b"q%d" % i, (t.remote, 7401))
+    t.dev.setblocking(False)
     got = 0
     for _ in range(40):
         try:
-            tun.dev.read()
+            t.dev.read()
         except BlockingIOError:
             break
         got += 1
     assert 1 <= got <= 5, got
+    stats = json.loads(ip("-j", "-s", "link", "show", "dev", t.name).stdout)[0]["stats64"]
+    assert stats["tx"]["dropped"] >= 20 - got, stats
 
 
 def test_features_matches_tungetfeatures():
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
     try:
         raw = struct.unpack("I", fcntl.ioctl(fd, TUNGETFEATURES, b"\0" * 4))[0]
     finally:
@@ -168,8 +222,8 @@ def test_list_devices_reports_every_tun_tap(open_device, cleanup_links):
                     | tuntap.Flags.MULTI_QUEUE)
     cleanup_links.append(b.name)
     b.persist(True)
-    b.set_owner(65534)
-    b.set_group(65533)
+    b.set_owner(NOBODY)
+    b.set_group(NOBODY - 1)
     infos = {i.name: i for i in tuntap.list_devices()}
     assert {a.name, b.name, c.name} <= set(infos)
     assert "lo" not in infos
@@ -182,7 +236,7 @@ def test_list_devices_reports_every_tun_tap(open_device, cleanup_links):
     assert tuntap.Flags.MULTI_QUEUE in ic.flags
     assert ia.persistent is False and ic.persistent is False
     assert ib.persistent is True
-    assert ib.owner == 65534 and ib.group == 65533
+    assert ib.owner == NOBODY and ib.group == NOBODY - 1
     assert ia.owner in (None, -1) and ia.group in (None, -1)
     b.persist(False)
     infos = {i.name: i for i in tuntap.list_devices()}

@@ -7,32 +7,58 @@ import enum
 import pytest
 
 import tuntap
+from netutil import (
+    IFF_MULTI_QUEUE,
+    IFF_NAPI,
+    IFF_NAPI_FRAGS,
+    IFF_NO_CARRIER,
+    IFF_NO_PI,
+    IFF_NOFILTER,
+    IFF_ONE_QUEUE,
+    IFF_PERSIST,
+    IFF_TAP,
+    IFF_TUN,
+    IFF_TUN_EXCL,
+    IFF_VNET_HDR,
+    TUN_F_CSUM,
+    TUN_F_TSO4,
+    TUN_F_TSO6,
+    TUN_F_TSO_ECN,
+    TUN_F_UFO,
+    TUN_F_USO4,
+    TUN_F_USO6,
+)
 
-# include/uapi/linux/if_tun.h
+# include/uapi/linux/if_tun.h, written out in netutil
 KERNEL_FLAGS = {
-    "TUN": 0x0001,
-    "TAP": 0x0002,
-    "NAPI": 0x0010,
-    "NAPI_FRAGS": 0x0020,
-    "NO_CARRIER": 0x0040,
-    "NO_PI": 0x1000,
-    "ONE_QUEUE": 0x2000,
-    "VNET_HDR": 0x4000,
-    "TUN_EXCL": 0x8000,
-    "MULTI_QUEUE": 0x0100,
-    "PERSIST": 0x0800,
-    "NOFILTER": 0x1000,
+    "TUN": IFF_TUN,
+    "TAP": IFF_TAP,
+    "NAPI": IFF_NAPI,
+    "NAPI_FRAGS": IFF_NAPI_FRAGS,
+    "NO_CARRIER": IFF_NO_CARRIER,
+    "NO_PI": IFF_NO_PI,
+    "ONE_QUEUE": IFF_ONE_QUEUE,
+    "VNET_HDR": IFF_VNET_HDR,
+    "TUN_EXCL": IFF_TUN_EXCL,
+    "MULTI_QUEUE": IFF_MULTI_QUEUE,
+    "PERSIST": IFF_PERSIST,
+    "NOFILTER": IFF_NOFILTER,
 }
 KERNEL_OFFLOADS = {
-    "CSUM": 0x01,
-    "TSO4": 0x02,
-    "TSO6": 0x04,
-    "TSO_ECN": 0x08,
-    "UFO": 0x10,
-    "USO4": 0x20,
-    "USO6": 0x40,
+    "CSUM": TUN_F_CSUM,
+    "TSO4": TUN_F_TSO4,
+    "TSO6": TUN_F_TSO6,
+    "TSO_ECN": TUN_F_TSO_ECN,
+    "UFO": TUN_F_UFO,
+    "USO4": TUN_F_USO4,
+    "USO6": TUN_F_USO6,
 }
 ALWAYS = ("TUN", "TAP", "NO_PI", "ONE_QUEUE", "VNET_HDR", "TUN_EXCL", "MULTI_QUEUE", "PERSIST")
+
+
+def test_no_pi_and_nofilter_are_the_same_bit():
+    """Why TUNGETIFF cannot tell packet info apart from "no filter" (docs/kernel.md)."""
+    assert tuntap.Flags.NO_PI == tuntap.Flags.NOFILTER == IFF_NO_PI == IFF_NOFILTER
 
 
 def test_flags_is_intflag():
@@ -73,7 +99,7 @@ def test_offload_values_match_kernel_headers(name):
 
 def test_flags_combine_as_ints():
     f = tuntap.Flags.TUN | tuntap.Flags.NO_PI
-    assert int(f) == 0x1001
+    assert int(f) == IFF_TUN | IFF_NO_PI
     assert tuntap.Flags.NO_PI in f
     assert tuntap.Flags.TAP not in f
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import array
+import errno
+import os
+import re
 import socket
 import struct
 
@@ -10,17 +13,21 @@ import pytest
 
 import tuntap
 from netutil import (
+    ETH_P_IP,
+    PI_SIZE,
+    TUN_PKT_STRIP,
     WAIT,
     Responder,
     build_udp4,
     icmp_echo_reply_for,
     is_udp4_to,
+    libc_read,
     parse_udp4,
     ping,
     read_matching,
     udp_socket,
     unique_name,
-    unique_net,
+    wait_readable,
 )
 
 pytestmark = pytest.mark.needs_tun
@@ -152,7 +159,7 @@ def test_short_buffer_gets_truncated_packet_and_next_packet_is_intact(tun):
     tun.dev.settimeout(WAIT)
     backing = bytearray(b"\xaa" * 64)
     n = tun.dev.readinto(memoryview(backing)[:40])
-    assert n == 40  # the kernel copied what fit and discarded the rest
+    assert n == 40  # the kernel copied what fit and discarded the rest (docs/kernel.md)
     assert backing[40:] == b"\xaa" * 24  # never overrun
     assert backing[0] >> 4 == 4 and backing[9] == socket.IPPROTO_UDP
     assert struct.unpack("!H", backing[2:4])[0] == 28 + len(first)  # total length of #1
@@ -175,6 +182,52 @@ def test_read_with_small_size_truncates(tun):
     assert parse_udp4(pkt)[1].payload == b"y" * 10
 
 
+def test_zero_byte_read_returns_0_and_leaves_the_packet_queued(tun):
+    """read(fd, buf, 0) is 0 and takes nothing (drivers/net/tun.c: tun_do_read); the
+    library refuses an empty buffer instead of returning a 0 that looks like a packet."""
+    send_udp(tun.remote, 6005, b"still here")
+    wait_readable(tun.dev.fileno())
+    assert libc_read(tun.dev.fileno(), 0) == b""
+    tun.dev.setblocking(False)
+    assert parse_udp4(tun.dev.read())[1].payload == b"still here"
+
+
+def test_packets_queued_before_down_are_still_read(tun):
+    """Bringing the link down stops new packets, not the ones already queued."""
+    for i in range(3):
+        send_udp(tun.remote, 6006, b"queued %d" % i)
+    wait_readable(tun.dev.fileno())
+    tun.dev.down()
+    assert not tun.dev.is_up
+    tun.dev.setblocking(False)
+    assert [parse_udp4(tun.dev.read())[1].payload for _ in range(3)] == [
+        b"queued 0", b"queued 1", b"queued 2"]
+    with pytest.raises(BlockingIOError):
+        tun.dev.read()
+
+
+def test_write_is_not_limited_by_the_mtu(tun):
+    """The kernel does not check writes against the MTU: a 4000-byte datagram written
+    into a 1280-MTU device reaches the local socket whole."""
+    tun.dev.mtu = 1280
+    payload = bytes(i % 253 for i in range(4000 - 28))
+    with udp_socket() as s:
+        s.bind((tun.local, 0))
+        pkt = build_udp4(tun.remote, tun.local, 4322, s.getsockname()[1], payload)
+        assert tun.dev.write(pkt) == 4000
+        data, addr = s.recvfrom(8192)
+    assert (data, addr) == (payload, (tun.remote, 4322))
+
+
+def test_write_of_1_mb_is_accepted_and_10_mb_is_enobufs(tun):
+    # Not a valid IP packet (the stack drops it): only the size limit of the write matters.
+    assert tun.dev.write(b"\x45" + bytes((1 << 20) - 1)) == 1 << 20
+    with pytest.raises(OSError) as ei:
+        tun.dev.write(b"\x45" + bytes((10 << 20) - 1))
+    assert type(ei.value) is OSError and ei.value.errno == errno.ENOBUFS
+    assert f"write() on '{tun.name}'" in str(ei.value)
+
+
 def test_large_packet_up_to_mtu_round_trips(tun):
     payload = bytes(i % 251 for i in range(1500 - 28))
     send_udp(tun.remote, 6004, payload)
@@ -187,19 +240,17 @@ def test_large_packet_up_to_mtu_round_trips(tun):
 # --- packet information header (NO_PI off) ----------------------------------------
 
 
-def test_packet_info_header_when_no_pi_is_off(open_device):
-    net = unique_net()
-    dev = open_device(unique_name(), tuntap.Flags.TUN)
-    assert tuntap.Flags.NO_PI not in dev.flags
-    assert tuntap.Flags.TUN in dev.flags
-    dev.add_address(net.cidr)
-    dev.up()
-    send_udp(net.remote, 6100, b"with pi")
-    pkt = read_matching(dev, lambda p: len(p) > 4 and is_udp4_to(p[4:], net.remote, 6100))
-    flags, proto = struct.unpack("!HH", pkt[:4])
+def test_packet_info_header_when_no_pi_is_off(up_device):
+    t = up_device(tuntap.Flags.TUN)
+    assert tuntap.Flags.NO_PI not in t.dev.flags
+    assert tuntap.Flags.TUN in t.dev.flags
+    send_udp(t.remote, 6100, b"with pi")
+    pkt = read_matching(t.dev, lambda p: len(p) > PI_SIZE
+                        and is_udp4_to(p[PI_SIZE:], t.remote, 6100))
+    flags, proto = struct.unpack("!HH", pkt[:PI_SIZE])
     assert flags == 0
-    assert proto == 0x0800  # ETH_P_IP
-    assert parse_udp4(pkt[4:])[1].payload == b"with pi"
+    assert proto == ETH_P_IP
+    assert parse_udp4(pkt[PI_SIZE:])[1].payload == b"with pi"
 
 
 def test_no_pi_device_has_no_header_and_reports_no_pi(tun):
@@ -209,23 +260,73 @@ def test_no_pi_device_has_no_header_and_reports_no_pi(tun):
     assert pkt[0] == 0x45
 
 
-def test_write_with_packet_info_header(open_device):
-    net = unique_net()
-    dev = open_device(unique_name(), tuntap.Flags.TUN)
-    dev.add_address(net.cidr)
-    dev.up()
+def test_write_with_packet_info_header(up_device):
+    t = up_device(tuntap.Flags.TUN)
     with udp_socket() as s:
-        s.bind((net.local, 0))
+        s.bind((t.local, 0))
         port = s.getsockname()[1]
-        pkt = build_udp4(net.remote, net.local, 999, port, b"pi write")
-        assert dev.write(struct.pack("!HH", 0, 0x0800) + pkt) == 4 + len(pkt)
+        pkt = build_udp4(t.remote, t.local, 999, port, b"pi write")
+        assert t.dev.write(struct.pack("!HH", 0, ETH_P_IP) + pkt) == PI_SIZE + len(pkt)
         data, addr = s.recvfrom(100)
-    assert (data, addr) == (b"pi write", (net.remote, 999))
+    assert (data, addr) == (b"pi write", (t.remote, 999))
+
+
+def test_refused_short_pi_buffer_leaves_the_packet_queued(up_device):
+    t = up_device(tuntap.Flags.TUN)
+    send_udp(t.remote, 6102, b"kept")
+    wait_readable(t.dev.fileno())
+    with pytest.raises(ValueError, match="packet header"):
+        t.dev.readinto(bytearray(PI_SIZE))
+    t.dev.setblocking(False)
+    pkt = t.dev.read()
+    assert parse_udp4(pkt[PI_SIZE:])[1].payload == b"kept"
+
+
+def test_kernel_drops_the_packet_on_a_read_shorter_than_the_pi_header(up_device):
+    """Why the library refuses such buffers: the kernel answers EINVAL and the packet is
+    gone (drivers/net/tun.c: tun_put_user, then tun_do_read frees it)."""
+    t = up_device(tuntap.Flags.TUN)
+    send_udp(t.remote, 6103, b"lost")
+    wait_readable(t.dev.fileno())
+    with pytest.raises(OSError) as ei:
+        os.read(t.dev.fileno(), PI_SIZE - 1)
+    assert ei.value.errno == errno.EINVAL
+    t.dev.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        t.dev.read()
+
+
+def test_truncated_read_with_packet_info_sets_tun_pkt_strip(up_device):
+    """With packet info on, the kernel flags a read that did not take the whole packet
+    (drivers/net/tun.c: tun_put_user sets TUN_PKT_STRIP): truncation can be detected."""
+    t = up_device(tuntap.Flags.TUN)
+    send_udp(t.remote, 6104, b"x" * 100)
+    wait_readable(t.dev.fileno())
+    cut = t.dev.read(PI_SIZE + 20)
+    # struct tun_pi: flags in host order, proto in network order
+    assert struct.unpack("=H", cut[:2])[0] == TUN_PKT_STRIP
+    assert struct.unpack("!H", cut[2:PI_SIZE])[0] == ETH_P_IP
+    assert struct.unpack("!H", cut[PI_SIZE + 2:PI_SIZE + 4])[0] == 20 + 8 + 100
+    send_udp(t.remote, 6104, b"fits")
+    t.dev.settimeout(WAIT)
+    whole = t.dev.read()
+    assert struct.unpack("!HH", whole[:PI_SIZE]) == (0, ETH_P_IP)
+    assert parse_udp4(whole[PI_SIZE:])[1].payload == b"fits"
+
+
+def test_write_shorter_than_the_pi_header_is_einval(up_device):
+    t = up_device(tuntap.Flags.TUN)
+    with pytest.raises(OSError) as ei:
+        t.dev.write(b"\0" * (PI_SIZE - 1))
+    assert type(ei.value) is OSError and ei.value.errno == errno.EINVAL
+    assert f"write() on '{t.name}'" in str(ei.value)
 
 
 def test_pi_readinto_buffer_not_longer_than_header_is_refused(open_device):
     dev = open_device(unique_name(), tuntap.Flags.TUN)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(
+            f"readinto() buffer must be longer than the {PI_SIZE}-byte packet header")):
         dev.readinto(bytearray(3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(
+            f"read() size 3 is too small (packet header: {PI_SIZE} bytes)")):
         dev.read(3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import struct
 
@@ -10,6 +11,8 @@ import pytest
 
 import tuntap
 from netutil import (
+    ETH_P_IP,
+    PI_SIZE,
     WAIT,
     addr_json,
     is_udp4_to,
@@ -21,6 +24,7 @@ from netutil import (
     unique_name,
     unique_net,
     unique_net6,
+    wait_ipv6_routes,
 )
 
 pytestmark = pytest.mark.needs_tun
@@ -74,17 +78,18 @@ def test_delete_missing_device_is_file_not_found():
 
 
 def test_delete_of_a_non_tun_interface_is_value_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^'lo' is not a TUN/TAP device$"):
         tuntap.delete("lo")
 
 
 def test_delete_rejects_bad_name():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^interface name 'a/b' must not contain"):
         tuntap.delete("a/b")
 
 
 def test_reopening_persistent_no_pi_device_without_no_pi_turns_pi_on(cleanup_links):
-    """KERNEL.md: attaching replaces the feature flags; .flags must tell the truth."""
+    """Attaching replaces the feature flags (docs/kernel.md, "Flags"): .flags must tell
+    the truth, and the packets do carry packet info again."""
     name = unique_name()
     cleanup_links.append(name)
     net = unique_net()
@@ -98,8 +103,9 @@ def test_reopening_persistent_no_pi_device_without_no_pi_turns_pi_on(cleanup_lin
         dev.up()
         with udp_socket() as s:
             s.sendto(b"pi again", (net.remote, 7500))
-        pkt = read_matching(dev, lambda p: len(p) > 4 and is_udp4_to(p[4:], net.remote, 7500))
-        assert pkt[:4] == b"\x00\x00\x08\x00"
+        pkt = read_matching(dev, lambda p: len(p) > PI_SIZE
+                            and is_udp4_to(p[PI_SIZE:], net.remote, 7500))
+        assert pkt[:PI_SIZE] == struct.pack("!HH", 0, ETH_P_IP)
         dev.persist(False)
     assert not link_exists(name)
 
@@ -111,24 +117,20 @@ def inet(name: str, family: str) -> list[dict]:
     return [a for a in addr_json(name) if a["family"] == family]
 
 
-def test_add_and_remove_ipv4_address_with_prefix(open_device):
-    net = unique_net()
-    dev = open_device(unique_name())
-    dev.add_address(net.cidr)
-    dev.up()
-    addrs = inet(dev.name, "inet")
-    assert [(a["local"], a["prefixlen"]) for a in addrs] == [(net.local, 24)]
+def test_add_and_remove_ipv4_address_with_prefix(tun):
+    addrs = inet(tun.name, "inet")
+    assert [(a["local"], a["prefixlen"]) for a in addrs] == [(tun.local, 24)]
     # Real traffic to the subnet goes through the device, from the address we set.
     with udp_socket() as s:
-        s.sendto(b"v4", (net.remote, 7600))
-    pkt = read_matching(dev, lambda p: is_udp4_to(p, net.remote, 7600))
+        s.sendto(b"v4", (tun.remote, 7600))
+    pkt = read_matching(tun.dev, lambda p: is_udp4_to(p, tun.remote, 7600))
     ip4, udp = parse_udp4(pkt)
-    assert ip4.src == net.local and udp.payload == b"v4"
+    assert ip4.src == tun.local and udp.payload == b"v4"
 
-    dev.remove_address(net.cidr)
-    assert inet(dev.name, "inet") == []
+    tun.dev.remove_address(tun.cidr)
+    assert inet(tun.name, "inet") == []
     with udp_socket() as s, pytest.raises(OSError) as ei:
-        s.sendto(b"gone", (net.remote, 7600))
+        s.sendto(b"gone", (tun.remote, 7600))
     assert ei.value.errno == errno.ENETUNREACH
 
 
@@ -171,6 +173,7 @@ def test_add_and_remove_ipv6_address(open_device):
     dev.up()
     addrs = inet(dev.name, "inet6")
     assert [(a["local"], a["prefixlen"]) for a in addrs] == [(local, 64)]
+    wait_ipv6_routes(dev.name, local, str(ipaddress.ip_interface(f"{local}/64").network))
 
     with udp_socket(socket.AF_INET6) as s:
         s.sendto(b"over v6", (remote, 7602))
@@ -205,7 +208,7 @@ def test_add_address_to_a_down_device_then_up(open_device):
                                  "fd00::1/129", ""])
 def test_add_address_rejects_malformed(open_device, bad):
     dev = open_device(unique_name())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 interface"):
         dev.add_address(bad)
     assert addr_json(dev.name) == []
 

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
+import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import tuntap
-from netutil import WAIT, Net, is_udp4_to, link_json, parse_udp4, unique_name, unique_net
+from netutil import (
+    WAIT,
+    is_udp4_to,
+    link_exists,
+    link_json,
+    parse_udp4,
+    poll_events,
+    unique_name,
+)
 
 pytestmark = pytest.mark.needs_tun
 
 PORT = 7700
-
-
-@pytest.fixture
-def queues():
-    net = unique_net()
-    qs = tuntap.open_queues(unique_name(), 4)
-    try:
-        qs[0].add_address(net.cidr)
-        qs[0].up()
-        yield qs, net
-    finally:
-        for q in qs:
-            q.close()
 
 
 def send_flows(dst: str, nflows: int, per_flow: int = 2) -> list[int]:
@@ -67,8 +61,8 @@ def drain(qs, expected: int, dst: str) -> list[list[int]]:
     return per_queue
 
 
-def test_open_queues_returns_multi_queue_devices_on_one_interface(queues):
-    qs, _net = queues
+def test_open_queues_returns_multi_queue_devices_on_one_interface(up_queues):
+    qs, _net = up_queues(4)
     assert len(qs) == 4
     name = qs[0].name
     assert all(q.name == name for q in qs)
@@ -81,8 +75,8 @@ def test_open_queues_returns_multi_queue_devices_on_one_interface(queues):
     assert data["numqueues"] == 4
 
 
-def test_flows_are_spread_across_all_queues(queues):
-    qs, net = queues
+def test_flows_are_spread_across_all_queues(up_queues):
+    qs, net = up_queues(4)
     ports = send_flows(net.remote, 64)
     per_queue = drain(qs, 128, net.remote)
     assert sum(len(p) for p in per_queue) == 128
@@ -95,8 +89,8 @@ def test_flows_are_spread_across_all_queues(queues):
     assert set(where) == set(ports)
 
 
-def test_detached_queue_receives_nothing_and_attach_restores_it(queues):
-    qs, net = queues
+def test_detached_queue_receives_nothing_and_attach_restores_it(up_queues):
+    qs, net = up_queues(4)
     qs[0].detach_queue()
     assert link_json(qs[0].name)["linkinfo"]["info_data"]["numqueues"] == 3
     send_flows(net.remote, 48, per_flow=1)
@@ -107,7 +101,7 @@ def test_detached_queue_receives_nothing_and_attach_restores_it(queues):
     with pytest.raises(BlockingIOError):
         qs[0].read()
 
-    # Detaching twice is the kernel's EINVAL.
+    # Detaching twice is the kernel's EINVAL (docs/kernel.md, "Multi-queue and detached queues").
     with pytest.raises(OSError) as ei:
         qs[0].detach_queue()
     assert ei.value.errno == errno.EINVAL
@@ -120,8 +114,8 @@ def test_detached_queue_receives_nothing_and_attach_restores_it(queues):
     assert per_queue[0], "re-attached queue got no flow out of 64"
 
 
-def test_detached_queue_can_still_write(queues):
-    qs, net = queues
+def test_detached_queue_can_still_write(up_queues):
+    qs, net = up_queues(4)
     from netutil import build_udp4, udp_socket
 
     qs[1].detach_queue()
@@ -132,6 +126,47 @@ def test_detached_queue_can_still_write(queues):
         assert s.recvfrom(100)[0] == b"from detached"
 
 
+def test_detached_queue_polls_no_pollin_and_a_blocked_read_is_not_woken(up_queues):
+    """Detaching neither wakes a reader blocked on that queue nor hands it anything: it
+    waits out its timeout while the flows go to the other queue. poll says POLLOUT only
+    (not POLLERR: the file is still attached to the device, just not receiving)."""
+    qs, net = up_queues(2)
+    result: dict = {}
+    qs[1].settimeout(0.6)
+
+    def reader() -> None:
+        t0 = time.monotonic()
+        try:
+            result["pkt"] = qs[1].read()
+        except BaseException as e:
+            result["exc"] = e
+        result["elapsed"] = time.monotonic() - t0
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.1)
+    qs[1].detach_queue()
+    send_flows(net.remote, 16, per_flow=1)
+    t.join(WAIT)
+    assert not t.is_alive()
+    assert isinstance(result.get("exc"), TimeoutError), result
+    assert result["elapsed"] >= 0.55
+    assert poll_events(qs[1].fileno()) == select.POLLOUT
+    assert poll_events(qs[0].fileno()) == select.POLLIN | select.POLLOUT
+    assert len(drain(qs[:1], 16, net.remote)[0]) == 16
+
+
+def test_detached_queues_count_towards_the_256_queue_limit(up_queues):
+    qs, _net = up_queues(256)
+    qs[7].detach_queue()
+    with pytest.raises(OSError) as ei:
+        tuntap.Device(qs[0].name, tuntap.Flags.TUN | tuntap.Flags.NO_PI
+                      | tuntap.Flags.MULTI_QUEUE)
+    assert ei.value.errno == errno.E2BIG
+    qs[7].attach_queue()  # its slot was never given away
+    assert link_json(qs[0].name)["linkinfo"]["info_data"]["numqueues"] == 256
+
+
 def test_single_queue_device_cannot_attach_queue(open_device):
     dev = open_device(unique_name())
     with pytest.raises(OSError) as ei:
@@ -140,8 +175,6 @@ def test_single_queue_device_cannot_attach_queue(open_device):
 
 
 def test_closing_all_queues_removes_the_device():
-    from netutil import link_exists
-
     qs = tuntap.open_queues(unique_name(), 3)
     name = qs[0].name
     for q in qs[:-1]:
@@ -151,19 +184,16 @@ def test_closing_all_queues_removes_the_device():
     assert not link_exists(name)
 
 
-def test_open_queues_with_tap_flags():
-    qs = tuntap.open_queues(unique_name(), 2, tuntap.Flags.TAP | tuntap.Flags.NO_PI)
-    try:
-        assert all(tuntap.Flags.TAP in q.flags and tuntap.Flags.MULTI_QUEUE in q.flags
-                   for q in qs)
-    finally:
-        for q in qs:
-            q.close()
+def test_open_queues_with_tap_flags(up_queues):
+    qs, _net = up_queues(2, tuntap.Flags.TAP | tuntap.Flags.NO_PI)
+    assert all(tuntap.Flags.TAP in q.flags and tuntap.Flags.MULTI_QUEUE in q.flags
+               for q in qs)
+    assert link_json(qs[0].name)["link_type"] == "ether"
 
 
 @pytest.mark.parametrize("count", [0, -1])
 def test_open_queues_rejects_bad_count(count):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^count must be >= 1, not {count}$"):
         tuntap.open_queues(unique_name(), count)
 
 
@@ -171,11 +201,15 @@ def test_open_queues_failure_leaks_nothing():
     import os
 
     before = set(os.listdir("/proc/self/fd"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not contain"):
         tuntap.open_queues("bad/name", 4)
-    with pytest.raises(OSError):
+    name = unique_name()
+    with pytest.raises(OSError) as ei:
         # 257 queues: the kernel refuses the 257th (E2BIG); the first 256 must be closed.
-        tuntap.open_queues(unique_name(), 257)
+        tuntap.open_queues(name, 257)
+    assert ei.value.errno == errno.E2BIG
+    assert f"ioctl(TUNSETIFF) on '{name}'" in str(ei.value)
+    assert not link_exists(name)
     after = set(os.listdir("/proc/self/fd"))
     assert after <= before, after - before
 
@@ -262,19 +296,6 @@ class QueueReaders:
         assert not self.errors, f"reader failed: {self.errors!r}"
 
 
-@contextlib.contextmanager
-def up_queues(count: int) -> Iterator[tuple[list[tuntap.Device], Net]]:
-    net = unique_net()
-    qs = tuntap.open_queues(unique_name(), count)
-    try:
-        qs[0].add_address(net.cidr)
-        qs[0].up()
-        yield qs, net
-    finally:
-        for q in qs:
-            q.close()
-
-
 def flow_sockets(n: int) -> list[socket.socket]:
     """``n`` bound UDP sockets: one source port, so one flow hash, each."""
     socks = []
@@ -300,8 +321,10 @@ def flow_to_queue(per_queue: list[list[int]]) -> dict[int, int]:
 
 
 @pytest.mark.parametrize("count", [2, 4])
-def test_one_reader_thread_per_queue_drains_every_flow_concurrently(count: int) -> None:
-    with up_queues(count) as (qs, net), QueueReaders(qs, net.remote) as readers:
+def test_one_reader_thread_per_queue_drains_every_flow_concurrently(up_queues,
+                                                                     count: int) -> None:
+    qs, net = up_queues(count)
+    with QueueReaders(qs, net.remote) as readers:
         socks = flow_sockets(64)
         try:
             send_on(socks, net.remote, 4)
@@ -318,8 +341,10 @@ def test_one_reader_thread_per_queue_drains_every_flow_concurrently(count: int) 
     assert all(sum(p.count(port) for p in per_queue) == 4 for port in ports)
 
 
-def test_detach_reroutes_a_queues_flows_without_loss_and_attach_takes_them_back() -> None:
-    with up_queues(4) as (qs, net), QueueReaders(qs, net.remote) as readers:
+def test_detach_reroutes_a_queues_flows_without_loss_and_attach_takes_them_back(
+        up_queues) -> None:
+    qs, net = up_queues(4)
+    with QueueReaders(qs, net.remote) as readers:
         socks = flow_sockets(64)
         try:
             send_on(socks, net.remote, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import socket
@@ -90,6 +91,19 @@ def test_device_created_in_other_namespace_and_io_works_from_ours(open_device, n
     assert current_netns() == before
 
 
+def test_sysfs_speaks_for_the_namespace_that_mounted_it_so_it_is_never_asked(open_device):
+    """The session entered its namespace with a plain unshare, so /sys/class/net still
+    shows the namespace sysfs was mounted in: our device is missing there. rtnetlink (ip)
+    and the device's own answers speak for our namespace."""
+    dev = open_device(unique_name())
+    assert not os.path.exists(f"/sys/class/net/{dev.name}")
+    info = link_json(dev.name)
+    assert info is not None and info["ifindex"] == dev.ifindex
+    dev.mtu = 1400
+    assert dev.mtu == link_json(dev.name)["mtu"] == 1400
+    assert dev.name in {i.name for i in tuntap.list_devices()}
+
+
 def test_device_in_other_namespace_disappears_on_close(named_netns):
     name = unique_name()
     dev = tuntap.Device(name, netns=named_netns)
@@ -111,10 +125,12 @@ def test_netns_fd_that_is_not_a_namespace_is_an_error():
     before = current_netns()
     fd = os.open("/dev/null", os.O_RDONLY)
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as ei:
             tuntap.Device(unique_name(), netns=fd)
     finally:
         os.close(fd)
+    assert type(ei.value) is OSError and ei.value.errno == errno.EINVAL
+    assert "setns(CLONE_NEWNET)" in str(ei.value)
     assert current_netns() == before
 
 
@@ -145,10 +161,8 @@ def test_netns_from_another_thread_leaves_that_thread_alone(named_netns):
     assert result["ifindex"] > 0
 
 
-def test_socket_in_our_namespace_cannot_reach_device_elsewhere(open_device, named_netns):
-    net = unique_net()
-    dev = open_device(unique_name(), netns=named_netns)
-    dev.add_address(net.cidr)
-    dev.up()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, pytest.raises(OSError):
-        s.sendto(b"x", (net.remote, 7801))  # no route here: the device is not ours
+def test_socket_in_our_namespace_cannot_reach_device_elsewhere(up_device, named_netns):
+    t = up_device(netns=named_netns)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, pytest.raises(OSError) as ei:
+        s.sendto(b"x", (t.remote, 7801))  # no route here: the device is not ours
+    assert ei.value.errno == errno.ENETUNREACH

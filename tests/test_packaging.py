@@ -1,5 +1,7 @@
 """The installed package is complete: stubs and py.typed shipped, the stub matches the C
-module, text signatures present, one version everywhere, the right extension binary.
+module, text signatures present, one version everywhere, the right extension binary, the
+bench package with its C floor and the `tuntap` console script; in a source tree, the sdist
+and a wheel built from it carry them too.
 
 These run wherever the suite runs, so tools/test_wheels.sh checks every built wheel (each
 interpreter, each compiler's kernel headers) and .ci/run checks `pip install .`.
@@ -12,7 +14,12 @@ import importlib.machinery
 import importlib.metadata
 import inspect
 import os
+import shutil
+import subprocess
 import sys
+import sysconfig
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -148,3 +155,92 @@ def test_flag_enums_cover_the_compiled_constants() -> None:
         assert getattr(tuntap.Flags, const[4:]) == getattr(_tuntap, const)
     for const in (n for n in vars(_tuntap) if n.startswith("TUN_F_")):
         assert getattr(tuntap.Offload, const[6:]) == getattr(_tuntap, const)
+
+
+# --------------------------------------------------------------------------- tuntap bench
+BENCH_MODULES = {"__init__", "cfloor", "cli", "env", "methods", "packets", "report", "runner"}
+
+
+def test_bench_package_and_its_c_floor_are_installed() -> None:
+    # `python -m tuntap bench` compiles cfloor.c at run time: it must be package data.
+    bench = PKG_DIR / "_bench"
+    assert {p.stem for p in bench.glob("*.py")} == BENCH_MODULES
+    cfloor = bench / "cfloor.c"
+    assert cfloor.is_file()
+    assert "int cfloor_run(int fd" in cfloor.read_text(encoding="utf-8")
+    from tuntap._bench import cfloor as cfloor_mod
+
+    assert cfloor_mod.source() == cfloor.read_text(encoding="utf-8")
+
+
+def _console_scripts() -> dict[str, str]:
+    if sys.version_info >= (3, 10):
+        group = importlib.metadata.entry_points(group="console_scripts")
+    else:  # 3.9: a dict of groups
+        group = importlib.metadata.entry_points().get("console_scripts", [])
+    return {ep.name: ep.value for ep in group}
+
+
+def test_console_script_is_declared_and_prints_the_version() -> None:
+    try:
+        importlib.metadata.version("tuntap")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("tuntap is not installed (running from a source tree)")
+    assert _console_scripts().get("tuntap") == "tuntap.__main__:main"
+    script = Path(sysconfig.get_path("scripts")) / "tuntap"
+    assert script.is_file(), f"no console script at {script}"
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                          timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"tuntap {tuntap.__version__}\n"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+_JUNK = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "build", "dist", "wheelhouse",
+                               "*.egg-info", "__pycache__", "*.so", "_build", ".*_cache")
+
+# Only where the source tree is (not in tools/test_wheels.sh, which runs a copy of tests/
+# against an installed wheel: there test_bench_package_and_its_c_floor_are_installed
+# checks the wheel itself, and tools/build_wheels.sh checks the sdist's file list).
+if (ROOT / "src" / "tuntap" / "_bench").is_dir() and (ROOT / "MANIFEST.in").is_file():
+
+    def test_sdist_and_the_wheel_built_from_it_carry_the_bench_package(
+        tmp_path: Path,
+    ) -> None:
+        pytest.importorskip("setuptools")
+        tree = tmp_path / "tree"
+        shutil.copytree(ROOT, tree, ignore=_JUNK)
+        out = tmp_path / "out"
+        out.mkdir()
+        build = ("import sys\nfrom setuptools import build_meta as b\n"
+                 "print(getattr(b, sys.argv[1])(sys.argv[2]))\n")
+
+        def pep517(hook: str, where: Path) -> Path:
+            proc = subprocess.run([sys.executable, "-c", build, hook, str(out)], cwd=where,
+                                  capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return out / proc.stdout.splitlines()[-1]
+
+        sdist = pep517("build_sdist", tree)
+        with tarfile.open(sdist) as tar:
+            top = sdist.name[: -len(".tar.gz")]
+            names = {n[len(top) + 1:] for n in tar.getnames()}
+            if hasattr(tarfile, "data_filter"):  # 3.12+ and the 3.9-3.11 security releases
+                tar.extractall(tmp_path, filter="data")
+            else:
+                tar.extractall(tmp_path)
+        pkg = tree / "src" / "tuntap"
+        wanted = {str(p.relative_to(tree)) for p in pkg.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".so"}
+        assert "src/tuntap/_bench/cfloor.c" in wanted
+        assert wanted - names == set(), "in src/tuntap/ but not in the sdist (MANIFEST.in)"
+
+        # As tools/build_wheels.sh does: the wheel is built from the unpacked sdist.
+        wheel = pep517("build_wheel", tmp_path / top)
+        with zipfile.ZipFile(wheel) as whl:
+            files = set(whl.namelist())
+            entry_points = next(n for n in files if n.endswith(".dist-info/entry_points.txt"))
+            scripts = whl.read(entry_points).decode()
+        expected = {f"tuntap/_bench/{m}.py" for m in BENCH_MODULES} | {"tuntap/_bench/cfloor.c"}
+        assert expected - files == set(), "missing from the wheel"
+        assert "[console_scripts]\ntuntap = tuntap.__main__:main" in scripts

@@ -16,18 +16,16 @@ import textwrap
 import pytest
 
 import tuntap
-from netutil import link_exists, unique_name, unique_net
+from netutil import IFF_NO_PI, IFF_TUN, NOBODY, link_exists, unique_name, unique_net
 
 pytestmark = pytest.mark.needs_tun
 
-NOBODY = 65534
-
-CHILD = textwrap.dedent("""
+CHILD = textwrap.dedent(f"""
     import json, os, sys, tuntap
     node, name, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})
     caps = [l for l in open("/proc/self/status") if l.startswith("CapEff:")][0].split()[1]
-    out = {"uid": os.getuid(), "capeff": int(caps, 16)}
+    out = {{"uid": os.getuid(), "capeff": int(caps, 16)}}
     try:
         flags = tuntap.Flags.TUN | tuntap.Flags.NO_PI
         if mode == "tap":
@@ -93,7 +91,7 @@ def test_nonroot_attaches_to_a_device_it_owns_and_reads(persistent, tun_node):
     assert out["uid"] == NOBODY and out["capeff"] == 0
     assert "exc" not in out, out
     assert out["name"] == name
-    assert out["flags"] & 0x1001 == 0x1001
+    assert out["flags"] & (IFF_TUN | IFF_NO_PI) == IFF_TUN | IFF_NO_PI
     pkt = bytes.fromhex(out["packet"])
     assert pkt[0] == 0x45 and pkt.endswith(b"for nobody")
 

@@ -39,6 +39,7 @@ from scapy.layers.inet6 import (  # noqa: E402
 )
 from scapy.packet import Packet, Raw  # noqa: E402
 
+HDR, MRG = tuntap.VirtioNetHdr.SIZE, tuntap.VirtioNetHdr.SIZE_MRG_RXBUF  # 10, 12
 NEEDS_CSUM, DATA_VALID = 1, 2
 GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 3, 4, 5, 0x80
 _rnd = random.Random(1234)
@@ -49,18 +50,9 @@ def payload(n: int) -> bytes:
 
 
 def vnet(flags: int = 0, gso_type: int = 0, hdr_len: int = 0, gso_size: int = 0,
-         csum_start: int = 0, csum_offset: int = 0, size: int = 10) -> bytes:
+         csum_start: int = 0, csum_offset: int = 0, size: int = HDR) -> bytes:
     h = struct.pack("=BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
-    return h + bytes(size - 10)
-
-
-def csum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
+    return h + bytes(size - HDR)
 
 
 def l4_offset(pkt: bytes) -> tuple[int, int]:
@@ -74,18 +66,17 @@ def l4_offset(pkt: bytes) -> tuple[int, int]:
 
 
 def pseudo_sum(pkt: bytes, proto: int, l4len: int) -> int:
+    """The folded ones' complement sum of the pseudo-header (not complemented): what a
+    CHECKSUM_PARTIAL packet carries in its checksum field."""
     addrs = pkt[12:20] if pkt[0] >> 4 == 4 else pkt[8:40]
-    s = csum16(addrs) + proto + l4len
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
+    return 0xFFFF ^ tuntap.checksum(addrs + struct.pack("!HH", proto, l4len))
 
 
 def rebuild(p: Packet) -> Packet:
     return p.__class__(bytes(p))
 
 
-def partial(pkt: Packet, gso_type: int, gso_size: int, *, size: int = 10,
+def partial(pkt: Packet, gso_type: int, gso_size: int, *, size: int = HDR,
             flags: int = NEEDS_CSUM, ecn: bool = False, hdr_len: int | None = None) -> bytes:
     """vnet header + packet as the kernel hands it out: the L4 checksum holds the
     pseudo-header sum (CHECKSUM_PARTIAL), csum_start/offset point at it."""
@@ -100,7 +91,7 @@ def partial(pkt: Packet, gso_type: int, gso_size: int, *, size: int = 10,
 
 
 def segment(data: bytes, *, capacity: int = 64, slot_size: int = 2048, headroom: int = 0,
-            vnet_hdr_size: int = 10) -> list[bytes]:
+            vnet_hdr_size: int = HDR) -> list[bytes]:
     batch = tuntap.PacketBatch(capacity, slot_size, headroom=headroom)
     n = tuntap.segment(data, batch, vnet_hdr_size=vnet_hdr_size)
     assert n == len(batch)
@@ -226,7 +217,7 @@ def test_udp_checksum_zero_is_sent_as_ffff() -> None:
     assert seg == bytes(pkt)
 
 
-@pytest.mark.parametrize("size", [10, 12, 20])
+@pytest.mark.parametrize("size", [HDR, MRG, 20])
 def test_vnet_hdr_size_is_honoured(size: int) -> None:
     pkt = rebuild(IP(**V4) / TCP(flags="PA") / Raw(payload(3000)))
     segs = segment(partial(pkt, GSO_TCPV4, 1000, size=size), vnet_hdr_size=size)
@@ -279,7 +270,7 @@ def test_segment_replaces_previous_batch_contents() -> None:
     IPv6(**V6) / IPv6ExtHdrDestOpt() / UDP() / Raw(b"q" * 50),
     IPv6(**V6) / ICMPv6EchoRequest(data=b"p" * 57),
 ], ids=["tcp4-syn", "tcp4", "udp4", "tcp6", "udp6-odd", "udp6-ext", "icmpv6"])
-@pytest.mark.parametrize("size", [10, 12])
+@pytest.mark.parametrize("size", [HDR, MRG])
 def test_needs_csum_is_completed_on_a_plain_packet(pkt: Packet, size: int) -> None:
     pkt = rebuild(pkt)
     (seg,) = segment(partial(pkt, GSO_NONE, 0, size=size), vnet_hdr_size=size)
@@ -287,7 +278,7 @@ def test_needs_csum_is_completed_on_a_plain_packet(pkt: Packet, size: int) -> No
 
 
 @pytest.mark.parametrize("flags", [0, DATA_VALID])
-@pytest.mark.parametrize("size", [10, 12])
+@pytest.mark.parametrize("size", [HDR, MRG])
 def test_plain_packet_is_copied_unchanged(flags: int, size: int) -> None:
     raw = bytes(IP(**V4) / UDP() / Raw(payload(1400)))
     assert segment(vnet(flags, size=size) + raw, vnet_hdr_size=size) == [raw]
@@ -305,20 +296,20 @@ def _errors() -> Iterator[Any]:
     g4 = partial(t4, GSO_TCPV4, 1000)
     frag6 = IPv6(bytes(IPv6(nh=44, **V6) / Raw(b"\x06" + bytes(7) + bytes(TCP()) + payload(900))))
     yield "vnet_hdr_size 9", g4, dict(vnet_hdr_size=9), "vnet_hdr_size"
-    yield "header only", g4[:10], {}, "shorter"
+    yield "header only", g4[:HDR], {}, "shorter"
     yield "truncated header", g4[:7], {}, "shorter"
     yield "UFO", partial(u4, GSO_UDP, 1000), {}, "gso_type"
     yield "gso_type 2", partial(u4, 2, 1000), {}, "gso_type"
     yield "gso_size 0", partial(t4, GSO_TCPV4, 0), {}, "gso_size"
     yield "TCPV4 on IPv6", partial(t6, GSO_TCPV4, 1000), {}, "IP header"
     yield "TCPV6 on IPv4", partial(t4, GSO_TCPV6, 1000), {}, "IP header"
-    yield "IP version 5", g4[:10] + b"\x55" + g4[11:], {}, "IP header"
-    yield "IHL 4", g4[:10] + b"\x44" + g4[11:], {}, "IP header"
+    yield "IP version 5", g4[:HDR] + b"\x55" + g4[HDR + 1:], {}, "IP header"
+    yield "IHL 4", g4[:HDR] + b"\x44" + g4[HDR + 1:], {}, "IP header"
     yield "IPv4 truncated", g4[:25], {}, "IP header"
     yield "IPv4 fragment", g4[:16] + b"\x20\x00" + g4[18:], {}, "IP header"
     yield "IPv6 fragment header", vnet(NEEDS_CSUM, GSO_TCPV6, 0, 500) + bytes(frag6), {}, \
         "IP header"
-    yield "TCP truncated", g4[:10 + 20 + 19], {}, "TCP/UDP header"
+    yield "TCP truncated", g4[:HDR + 20 + 19], {}, "TCP/UDP header"
     yield "TCP doff 4", g4[:42] + b"\x40" + g4[43:], {}, "TCP/UDP header"
     yield "TSO on UDP", partial(u4, GSO_TCPV4, 1000), {}, "TCP/UDP header"
     yield "USO on TCP", partial(t4, GSO_UDP_L4, 1000), {}, "TCP/UDP header"
@@ -371,21 +362,21 @@ def _pump_segment(src: Any, dst: Any, stop: threading.Event, stats: dict[str, in
             pkt = inb[i]
             if pkt[1] & 0x7F:  # gso_type
                 stats["gso"] += 1
-            k = tuntap.segment(pkt, out, vnet_hdr_size=10)
+            k = tuntap.segment(pkt, out, vnet_hdr_size=HDR)
             stats["max_segments"] = max(stats["max_segments"], k)
             dst.write_batch(out)
 
 
 def _pump_plain_to_vnet(src: Any, dst: Any, stop: threading.Event) -> None:
     """Plain device -> offload device: prepend an all-zero vnet header (headroom)."""
-    b = tuntap.PacketBatch(64, 2048, headroom=10)
+    b = tuntap.PacketBatch(64, 2048, headroom=HDR)
     src.settimeout(0.1)
     while not stop.is_set():
         try:
             n = src.read_batch(b)
         except TimeoutError:
             continue
-        dst.write_batch([b.slot(i)[:10 + len(b[i])] for i in range(n)])
+        dst.write_batch([b.slot(i)[:HDR + len(b[i])] for i in range(n)])
 
 
 @pytest.mark.needs_tun
@@ -486,14 +477,14 @@ def test_packet_inside_the_destination_batch_is_refused_and_batch_untouched() ->
 
 @pytest.mark.parametrize("size", [-1, 0, 9])
 def test_vnet_hdr_size_below_10_is_refused(size: int) -> None:
-    with pytest.raises(ValueError, match=f"vnet_hdr_size must be at least 10, not {size}"):
+    with pytest.raises(ValueError, match=f"vnet_hdr_size must be at least {HDR}, not {size}"):
         tuntap.segment(vnet() + bytes(_t4()), tuntap.PacketBatch(4, 2048), vnet_hdr_size=size)
 
 
 def test_vnet_hdr_size_is_keyword_only_and_typed() -> None:
     batch = tuntap.PacketBatch(4, 2048)
     with pytest.raises(TypeError):
-        tuntap.segment(vnet() + bytes(_t4()), batch, 10)  # type: ignore[misc]
+        tuntap.segment(vnet() + bytes(_t4()), batch, HDR)  # type: ignore[misc]
     with pytest.raises(TypeError):
         tuntap.segment(vnet() + bytes(_t4()), batch, vnet_hdr_size="10")  # type: ignore[arg-type]
 

@@ -22,22 +22,11 @@ from netutil import (
     ping,
     read_matching,
     udp_socket,
-    unique_name,
-    unique_net,
 )
 
 pytestmark = pytest.mark.needs_tun
 
 PEER_MAC = mac_bytes("02:00:5e:10:20:30")
-
-
-@pytest.fixture
-def tap(open_device):
-    net = unique_net()
-    dev = open_device(unique_name(), tuntap.Flags.TAP | tuntap.Flags.NO_PI)
-    dev.add_address(net.cidr)
-    dev.up()
-    return dev, net
 
 
 def responder_for(peer_ip: str):
@@ -56,23 +45,23 @@ def test_tap_flags_and_default_name(open_device):
 
 
 def test_tap_ping_with_arp_answered_in_userspace(tap):
-    dev, net = tap
-    with Responder(dev, responder_for(net.remote)) as r:
-        res = ping(net.remote, count=3)
+    dev = tap.dev
+    with Responder(dev, responder_for(tap.remote)) as r:
+        res = ping(tap.remote, count=3)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "3 received" in res.stdout
     assert r.answered >= 4  # at least one ARP reply and three echo replies
     neigh = json.loads(ip("-j", "neigh", "show", "dev", dev.name).stdout)
-    assert [(n["dst"], n.get("lladdr")) for n in neigh if n["dst"] == net.remote] == [
-        (net.remote, "02:00:5e:10:20:30")]
+    assert [(n["dst"], n.get("lladdr")) for n in neigh if n["dst"] == tap.remote] == [
+        (tap.remote, "02:00:5e:10:20:30")]
 
 
 def test_tap_udp_frame_is_addressed_to_the_mac_learned_by_arp(tap):
-    dev, net = tap
-    with Responder(dev, responder_for(net.remote)):
-        assert ping(net.remote, count=1).returncode == 0  # fills the neighbour cache
+    dev = tap.dev
+    with Responder(dev, responder_for(tap.remote)):
+        assert ping(tap.remote, count=1).returncode == 0  # fills the neighbour cache
     with udp_socket() as s:
-        s.sendto(b"over ethernet", (net.remote, 7000))
+        s.sendto(b"over ethernet", (tap.remote, 7000))
 
     def is_ours(f: bytes) -> bool:
         return (len(f) > 14 + 28 and struct.unpack("!H", f[12:14])[0] == ETH_P_IP
@@ -82,25 +71,25 @@ def test_tap_udp_frame_is_addressed_to_the_mac_learned_by_arp(tap):
     assert frame[:6] == PEER_MAC
     assert frame[6:12] == mac_bytes(dev.hwaddr)
     ip4, udp = parse_udp4(frame[14:])
-    assert (ip4.src, ip4.dst, udp.payload) == (net.local, net.remote, b"over ethernet")
+    assert (ip4.src, ip4.dst, udp.payload) == (tap.local, tap.remote, b"over ethernet")
 
 
 def test_tap_written_frame_reaches_a_local_socket(tap):
     from netutil import build_eth, build_udp4
 
-    dev, net = tap
+    dev = tap.dev
     with udp_socket() as s:
-        s.bind((net.local, 0))
+        s.bind((tap.local, 0))
         port = s.getsockname()[1]
-        pkt = build_udp4(net.remote, net.local, 1234, port, b"frame in")
+        pkt = build_udp4(tap.remote, tap.local, 1234, port, b"frame in")
         frame = build_eth(mac_bytes(dev.hwaddr), PEER_MAC, ETH_P_IP, pkt)
         assert dev.write(frame) == len(frame)
         data, addr = s.recvfrom(100)
-    assert (data, addr) == (b"frame in", (net.remote, 1234))
+    assert (data, addr) == (b"frame in", (tap.remote, 1234))
 
 
 def test_tap_hwaddr_get_and_set(tap):
-    dev, _net = tap
+    dev = tap.dev
     assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", dev.hwaddr)
     assert dev.hwaddr == link_json(dev.name)["address"]
     dev.hwaddr = "02:11:22:33:44:55"
@@ -111,7 +100,7 @@ def test_tap_hwaddr_get_and_set(tap):
 def test_tap_short_frame_write_is_einval(tap):
     import errno
 
-    dev, _net = tap
+    dev = tap.dev
     with pytest.raises(OSError) as ei:
         dev.write(b"\x00" * 13)
     assert ei.value.errno == errno.EINVAL
@@ -121,7 +110,7 @@ def test_tap_short_frame_write_is_einval(tap):
 def test_tap_read_timeout_bounded(tap):
     import time
 
-    dev, _net = tap
+    dev = tap.dev
     dev.settimeout(0.1)
     # Drain whatever housekeeping frames exist, then expect a timeout.
     t_end = time.monotonic() + WAIT

@@ -44,9 +44,7 @@ def udp_packet(payload: bytes) -> bytes:
     """An IPv4 UDP packet 10.77.0.2:9 -> 10.77.0.1:9 (UDP checksum 0: not computed)."""
     hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0, 64, 17, 0,
                                 socket.inet_aton("10.77.0.2"), socket.inet_aton("10.77.0.1")))
-    s = sum(struct.unpack("!10H", hdr))
-    s = (s & 0xFFFF) + (s >> 16)
-    struct.pack_into("!H", hdr, 10, ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF)
+    struct.pack_into("!H", hdr, 10, tuntap.checksum(hdr))
     return bytes(hdr) + struct.pack("!HHHH", 9, 9, 8 + len(payload), 0) + payload
 
 

@@ -50,10 +50,12 @@ run_suite() {
     "$venv/bin/python" -m pip install -q -r "$reqs" 2>&1 | grep -v '^WARNING: Location' >&2 || true
     "$venv/bin/python" -m pip install -q "$what" >"$work/install-$label.log" 2>&1 \
         || { cat "$work/install-$label.log"; log "$label: install of $what failed"; return 1; }
-    # The suite's pytest settings live in pyproject.toml; take that file, tests/ and the
-    # benchmark sources some tests compare with, never src/.
+    # The suite's pytest settings live in pyproject.toml; take that file, tests/, docs/
+    # (test_docs.py checks docs/kernel.md against the tests) and the benchmark sources some
+    # tests compare with, never src/.
     mkdir -p "$tdir"
     cp -r "$root/tests" "$tdir/tests"
+    cp -r "$root/docs" "$tdir/docs"
     cp "$root/pyproject.toml" "$tdir/"
     if [ -d "$root/benchmarks" ]; then
         mkdir -p "$tdir/benchmarks"

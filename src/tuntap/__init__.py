@@ -4,12 +4,8 @@ from . import _tuntap
 from ._device import Device, DeviceInfo, delete, list_devices, open_queues
 from ._flags import IFF_ALIASES, Flags, Offload, features
 from ._tuntap import PacketBatch, checksum, coalesce, segment
+from ._version import __version__
 from ._vnet import VirtioNetHdr
-
-try:
-    from ._version import __version__
-except ImportError:  # pragma: no cover - _version.py is written by the build setup
-    __version__ = "0.1.0"
 
 globals().update(IFF_ALIASES)
 

@@ -54,7 +54,11 @@ class Device(_tuntap.Device):
 
     @property
     def flags(self) -> Flags:
-        """The flags as the kernel holds them, packet info included."""
+        """The flags as the kernel holds them, packet info included.
+
+        Packet info is read from rtnetlink: ``TUNGETIFF`` reports 0x1000 (``NOFILTER``,
+        the same bit as ``NO_PI``) either way (docs/kernel.md, "Flags").
+        """
         return Flags(_tuntap.Device.flags.__get__(self))
 
     def __enter__(self) -> Device:
@@ -187,7 +191,8 @@ def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> list[Devi
     ValueError
         ``count`` < 1, or the errors of :class:`Device`.
     OSError
-        ``E2BIG`` past the kernel's 256 queues, and the errors of :class:`Device`.
+        ``E2BIG`` past the kernel's 256 queues (detached ones count, docs/kernel.md
+        "Multi-queue and detached queues"), and the errors of :class:`Device`.
     """
     if not isinstance(count, int):
         raise TypeError(f"count must be int, not {type(count).__name__}")

@@ -3,7 +3,8 @@
 ``struct virtio_net_hdr`` from ``<linux/virtio_net.h>`` (10 bytes), optionally followed by
 ``num_buffers`` (``struct virtio_net_hdr_mrg_rxbuf``, 12 bytes). TUN uses host byte order
 for these fields unless userspace switched it with ``TUNSETVNETLE``/``TUNSETVNETBE``
-(``drivers/net/tun.c: tun_is_little_endian``), so this module packs in native order.
+(``drivers/net/tun_vnet.h: tun_vnet_is_little_endian``; docs/kernel.md, "The virtio-net
+header"), so this module packs in native order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Union
 
 __all__ = [
     "VirtioNetHdr",
+    "VNET_HDR_SIZE",
+    "VNET_HDR_MRG_RXBUF_SIZE",
     "VIRTIO_NET_HDR_F_NEEDS_CSUM",
     "VIRTIO_NET_HDR_F_DATA_VALID",
     "VIRTIO_NET_HDR_F_RSC_INFO",
@@ -24,6 +27,10 @@ __all__ = [
     "VIRTIO_NET_HDR_GSO_UDP_L4",
     "VIRTIO_NET_HDR_GSO_ECN",
 ]
+
+# Sizes: the only place the Python side writes them (VirtioNetHdr.SIZE / SIZE_MRG_RXBUF).
+VNET_HDR_SIZE = 10  #: sizeof(struct virtio_net_hdr); TUNSETVNETHDRSZ refuses less
+VNET_HDR_MRG_RXBUF_SIZE = 12  #: sizeof(struct virtio_net_hdr_mrg_rxbuf): + num_buffers
 
 # flags (<linux/virtio_net.h>)
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1  #: checksum from csum_start, store at csum_start + csum_offset
@@ -92,11 +99,11 @@ class VirtioNetHdr:
     GSO_TCPV6 = VIRTIO_NET_HDR_GSO_TCPV6
     GSO_UDP_L4 = VIRTIO_NET_HDR_GSO_UDP_L4
     GSO_ECN = VIRTIO_NET_HDR_GSO_ECN
-    SIZE = 10  #: sizeof(struct virtio_net_hdr)
-    SIZE_MRG_RXBUF = 12  #: with num_buffers
+    SIZE = VNET_HDR_SIZE  #: sizeof(struct virtio_net_hdr)
+    SIZE_MRG_RXBUF = VNET_HDR_MRG_RXBUF_SIZE  #: with num_buffers
 
     @classmethod
-    def parse(cls, data: _Buffer, size: int = 10) -> VirtioNetHdr:
+    def parse(cls, data: _Buffer, size: int = VNET_HDR_SIZE) -> VirtioNetHdr:
         """Decode the header at the start of ``data``.
 
         Parameters
@@ -111,15 +118,16 @@ class VirtioNetHdr:
         ValueError
             ``size`` < 10 or ``data`` shorter than ``size``.
         """
-        if size < 10:
-            raise ValueError(f"vnet header size must be at least 10, not {size}")
+        if size < VNET_HDR_SIZE:
+            raise ValueError(f"vnet header size must be at least {VNET_HDR_SIZE}, not {size}")
         if len(data) < size:
             raise ValueError(f"need {size} bytes for the vnet header, got {len(data)}")
         flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = _BASE.unpack_from(data)
-        num_buffers = _NUM_BUFFERS.unpack_from(data, 10)[0] if size >= 12 else 0
+        num_buffers = (_NUM_BUFFERS.unpack_from(data, VNET_HDR_SIZE)[0]
+                       if size >= VNET_HDR_MRG_RXBUF_SIZE else 0)
         return cls(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers)
 
-    def pack(self, size: int = 10) -> bytes:
+    def pack(self, size: int = VNET_HDR_SIZE) -> bytes:
         """Encode to ``size`` bytes (10, 12, or more: zero padding after ``num_buffers``).
 
         Raises
@@ -129,30 +137,31 @@ class VirtioNetHdr:
         TypeError
             A field that is not an int.
         """
-        buf = bytearray(size if size >= 10 else 10)
+        buf = bytearray(max(size, VNET_HDR_SIZE))
         self.pack_into(buf, 0, size)
         return bytes(buf)
 
     def pack_into(self, buffer: bytearray | memoryview, offset: int = 0,
-                  size: int = 10) -> None:
+                  size: int = VNET_HDR_SIZE) -> None:
         """Encode in place, e.g. into the headroom of a ``PacketBatch`` slot."""
-        if size < 10:
-            raise ValueError(f"vnet header size must be at least 10, not {size}")
+        if size < VNET_HDR_SIZE:
+            raise ValueError(f"vnet header size must be at least {VNET_HDR_SIZE}, not {size}")
         if offset < 0 or len(buffer) - offset < size:
             raise ValueError(f"need {size} bytes at offset {offset}, buffer has {len(buffer)}")
         self._check_fields(size)
         _BASE.pack_into(buffer, offset, self.flags, self.gso_type, self.hdr_len,
                         self.gso_size, self.csum_start, self.csum_offset)
-        if size >= 12:
-            _NUM_BUFFERS.pack_into(buffer, offset + 10, self.num_buffers)
-        if size > 12:
-            buffer[offset + 12:offset + size] = bytes(size - 12)
+        if size >= VNET_HDR_MRG_RXBUF_SIZE:
+            _NUM_BUFFERS.pack_into(buffer, offset + VNET_HDR_SIZE, self.num_buffers)
+        if size > VNET_HDR_MRG_RXBUF_SIZE:
+            end = offset + VNET_HDR_MRG_RXBUF_SIZE
+            buffer[end:offset + size] = bytes(size - VNET_HDR_MRG_RXBUF_SIZE)
 
     def _check_fields(self, size: int) -> None:
         """TypeError for a non-int field, ValueError for one out of range: checked before
         anything is written, so a failed pack_into leaves the buffer as it was.
         ``num_buffers`` only counts in the 12-byte (and longer) header."""
-        for name, bits in _FIELDS if size >= 12 else _FIELDS[:-1]:
+        for name, bits in _FIELDS if size >= VNET_HDR_MRG_RXBUF_SIZE else _FIELDS[:-1]:
             value = getattr(self, name)
             if not isinstance(value, int):
                 raise TypeError(f"{name} must be int, not {type(value).__name__}")

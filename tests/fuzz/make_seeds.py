@@ -1,0 +1,102 @@
+"""Write the seed corpora of the libFuzzer harnesses (tests/fuzz/corpus/<unit>/).
+
+    python tests/fuzz/make_seeds.py            # gso seeds (scapy)
+    python tests/fuzz/make_seeds.py --netlink  # also a real RTM_GETLINK reply (root:
+                                               # a TUN device in a private namespace)
+
+The seeds are small valid inputs that take the fuzzer past the header checks at once:
+GSO super-packets of every kind segment() handles, and what the kernel answers to the
+requests netlink.c sends. The committed corpus was made by this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _vnet(flags: int, gso_type: int, hdr_len: int, gso_size: int, csum_start: int,
+          csum_offset: int) -> bytes:
+    return struct.pack("<BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+def gso_seeds() -> dict[str, bytes]:
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+
+    payload = bytes(range(256)) * 4  # 1,024 bytes
+    # Parameter bytes: vnet size selector, capacity, slot size, headroom (fuzz_gso.c).
+    params = bytes([0, 20, 20, 4])
+    out: dict[str, bytes] = {}
+    tcp4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2, flags="PA",
+                                                         seq=1000) / payload)
+    out["tcp4-gso"] = params + _vnet(1, 1, 40, 200, 20, 16) + tcp4
+    out["tcp4-gso-ecn"] = params + _vnet(1, 0x81, 40, 300, 20, 16) + tcp4
+    tcp6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / IPv6ExtHdrHopByHop() /
+                 TCP(sport=1, dport=2, flags="FA") / payload)
+    out["tcp6-ext-gso"] = params + _vnet(1, 4, 68, 256, 48, 16) + tcp6
+    udp4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=3, dport=4) / payload)
+    out["udp4-uso"] = params + _vnet(1, 5, 28, 100, 20, 6) + udp4
+    udp6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=3, dport=4) / payload)
+    out["udp6-uso-vnet12"] = bytes([1, 20, 20, 0]) + _vnet(1, 5, 48, 333, 40, 6) + \
+        bytes(2) + udp6
+    out["udp4-needs-csum"] = bytes([0, 1, 0x80, 0]) + _vnet(1, 0, 0, 0, 20, 6) + udp4
+    out["tcp4-plain"] = bytes([1, 1, 0x80, 0]) + _vnet(0, 0, 0, 0, 0, 0) + tcp4
+    out["tcp4-big-slot"] = bytes([0, 1, 0x80, 0]) + _vnet(1, 1, 40, 1400, 20, 16) + tcp4
+    return out
+
+
+def netlink_seed() -> bytes:
+    """The kernel's answer to RTM_GETLINK for one TUN device, made in a private netns."""
+    code = r"""
+import socket, struct, sys, tuntap
+dev = tuntap.Device("fz0", tuntap.Flags.TUN | tuntap.Flags.VNET_HDR)
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+ifi = struct.pack("=BxHiII", 0, 0, dev.ifindex, 0, 0)
+attr = struct.pack("=HHI", 8, 29, 8)           # IFLA_EXT_MASK = RTEXT_FILTER_SKIP_STATS
+msg = ifi + attr
+hdr = struct.pack("=IHHII", 16 + len(msg), 18, 0x5, 77, 0)  # RTM_GETLINK, REQUEST|ACK
+s.sendto(hdr + msg, (0, 0))
+data = b""
+while True:
+    chunk = s.recv(65536)
+    data += chunk
+    if struct.unpack_from("=H", chunk, 4)[0] == 2:  # NLMSG_ERROR (the ACK)
+        break
+sys.stdout.buffer.write(data)
+dev.close()
+"""
+    r = subprocess.run(["unshare", "-n", sys.executable, "-c", code], capture_output=True,
+                       check=True, timeout=30)
+    return r.stdout
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--netlink", action="store_true")
+    args = ap.parse_args()
+    gdir = os.path.join(HERE, "corpus", "gso")
+    os.makedirs(gdir, exist_ok=True)
+    for name, data in gso_seeds().items():
+        with open(os.path.join(gdir, name), "wb") as f:
+            f.write(data)
+    if args.netlink:
+        ndir = os.path.join(HERE, "corpus", "netlink")
+        os.makedirs(ndir, exist_ok=True)
+        reply = netlink_seed()
+        with open(os.path.join(ndir, "getlink-tun-reply"), "wb") as f:
+            f.write(b"\x00" + reply)  # byte 0 < 0x80: drive the parser
+        addr = socket.inet_aton("10.0.0.1")
+        with open(os.path.join(ndir, "build-addr4"), "wb") as f:
+            f.write(bytes([0x80, 2, 4, 24, 5]) + addr + bytes([40, 2, 3]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
