@@ -35,6 +35,15 @@ round. The kernel picks a queue by a hash of each flow's addresses and ports, so
 flows split unevenly (e.g. 45/55%) and the run would measure that split; the benchmark
 probes source ports first and picks 32 flows that land on each queue.
 
+The receive side of a VPN (``--modes coalesce napi napi-threaded``, tuntap forwarders
+only): ``tA`` stays plain MTU 1500 (it stands for the network) and only ``tB`` changes.
+``coalesce``: ``tB`` has ``VNET_HDR`` + TSO and the forwarder writes A -> B with
+``write_batch(batch, coalesce=True)`` (B -> A through ``segment()``); ``napi``: ``tB`` is
+opened with ``IFF_NAPI`` and written plain (the kernel's own GRO on TUN writes);
+``napi-threaded``: the same with threaded NAPI switched on for ``tB``. Compare them with
+``plain``. Segments per write = packets the forwarder read from ``tA`` / packets
+``tB`` received (its rx counter counts one per write).
+
 Output: one JSON line per run and per summary row; ``--markdown`` prints a table.
 Run as root (it makes and deletes two ``ip netns`` namespaces with unique names).
 """
@@ -100,6 +109,18 @@ def tx_stats(ns: str, dev: str) -> tuple[int, int]:
     out = run("ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev).stdout
     tx = json.loads(out)[0]["stats64"]["tx"]
     return int(tx["bytes"]), int(tx["dropped"])
+
+
+def link_counters(ns: str, dev: str) -> dict[str, int]:
+    """tx/rx packets and bytes of a device (for TUN: rx counts one per write)."""
+    out = run("ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev).stdout
+    st = json.loads(out)[0]["stats64"]
+    return {f"{d}_{k}": int(st[d][k]) for d in ("tx", "rx") for k in ("packets", "bytes",
+                                                                         "dropped")}
+
+
+MODES = ("plain", "offload", "coalesce", "napi", "napi-threaded")
+TUNTAP_ONLY = ("coalesce", "napi", "napi-threaded")
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -181,8 +202,9 @@ class Env:
         for ns in (self.ns_a, self.ns_b):  # by exact name; "not there" is fine
             run("ip", "netns", "del", ns, check=False)
 
-    def command(self, fwd: str, offload: bool) -> tuple[list[str], bool]:
+    def command(self, fwd: str, mode: str) -> tuple[list[str], bool]:
         """argv of the forwarder and whether it configures the links itself."""
+        offload = mode == "offload"
         life = str(int(self.seconds + self.omit + 60))
         common = [self.ns_a, "tA", self.ns_b, "tB"]
         if fwd.startswith("c-"):
@@ -191,14 +213,15 @@ class Env:
             argv = [sys.executable, os.path.join(ROOT, "examples", "forward.py"),
                     "--mode", fwd.split("-")[1], "--ns-a", self.ns_a, "--ns-b", self.ns_b,
                     "--dev-a", "tA", "--dev-b", "tB", "--seconds", life]
-            return argv + (["--offload"] if offload else []), True
+            return argv + ([] if mode == "plain" else [f"--{mode}"]), True
         if fwd == "ctypes-threads":
             return [sys.executable, os.path.abspath(__file__), "_ctypes", *common,
                     "1" if offload else "0", life], False
         raise ValueError(fwd)
 
-    def run_once(self, fwd: str, offload: bool) -> dict[str, object]:
-        argv, self_config = self.command(fwd, offload)
+    def run_once(self, fwd: str, mode: str) -> dict[str, object]:
+        offload = mode == "offload"
+        argv, self_config = self.command(fwd, mode)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         srv = None
         try:
@@ -231,6 +254,7 @@ class Env:
             wall = time.monotonic() - t0
             cpu = proc_cpu(proc.pid) - cpu0
             (txa, dropa), (txb, dropb) = tx_stats(self.ns_a, "tA"), tx_stats(self.ns_b, "tB")
+            ca, cb = link_counters(self.ns_a, "tA"), link_counters(self.ns_b, "tB")
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -266,6 +290,7 @@ class Env:
         moved = end["sum_received"]["bits_per_second"] / 8 * wall
         return {
             "forwarder": fwd,
+            "mode": mode,
             "offload": offload,
             "gbps": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
             "retransmits": end["sum_sent"].get("retransmits", 0),
@@ -274,6 +299,9 @@ class Env:
             "packets_per_batch": round(packets / max(1, rounds), 2),
             "cpu_s_per_gb": round(cpu / (moved / 1e9), 4) if moved else None,
             "forwarder_cpu_s": round(cpu, 3),
+            # A -> B: packets read from tA per packet written into tB (tB's rx counter)
+            "segs_per_write": round(ca["tx_packets"] / max(1, cb["rx_packets"]), 2),
+            "bytes_per_write": round(cb["rx_bytes"] / max(1, cb["rx_packets"])),
             "wall_s": round(wall, 2),
             "iperf_bytes": rx_bytes,
         }
@@ -407,17 +435,18 @@ def queue_bench(queues: int, packets: int, rounds: int, pin: bool = True) -> dic
 
 # --------------------------------------------------------------------------------------
 KEYS = ("gbps", "retransmits", "tx_dropped", "bytes_per_read", "packets_per_batch",
-        "cpu_s_per_gb")
+        "cpu_s_per_gb", "segs_per_write", "bytes_per_write")
 
 
 def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
     rows = []
-    for offload in (False, True):
+    for mode in MODES:
         for fwd in FORWARDERS:
-            rs = [r for r in results if r["forwarder"] == fwd and r["offload"] == offload]
+            rs = [r for r in results if r["forwarder"] == fwd and r["mode"] == mode]
             if not rs:
                 continue
-            row: dict[str, object] = {"summary": fwd, "offload": offload, "n": len(rs)}
+            row: dict[str, object] = {"summary": fwd, "mode": mode, "offload": mode == "offload",
+                                      "n": len(rs)}
             for k in KEYS:
                 vals = [float(r[k]) for r in rs if r.get(k) is not None]  # type: ignore[arg-type]
                 row[k] = statistics.median(vals) if vals else None
@@ -435,12 +464,13 @@ def markdown(rows: list[dict[str, object]], queues: list[dict[str, object]], met
 
     out = [meta, "",
            "| TUN | forwarder | Gbps (min-max) | retransmits | tx_dropped | bytes/read "
-           "| packets/batch | CPU s/GB (min-max) | runs |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| packets/batch | segments/write B | CPU s/GB (min-max) | runs |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        out.append(f"| {'offload' if r['offload'] else 'plain'} | {r['summary']} | "
+        out.append(f"| {r['mode']} | {r['summary']} | "
                    f"{rng(r, 'gbps', '.2f')} | {r['retransmits']:,.0f} | {r['tx_dropped']:,.0f} | "
                    f"{r['bytes_per_read']:,.0f} | {r['packets_per_batch']:.1f} | "
+                   f"{r['segs_per_write']:.1f} | "
                    f"{rng(r, 'cpu_s_per_gb', '.3f')} | {r['n']} |")
     if queues:
         out += ["", "| queues | packets/s (median) | min-max | per round |",
@@ -462,8 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--omit", type=float, default=1, help="iperf3 -O warm-up (default 1)")
     p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     p.add_argument("--only", nargs="*", choices=FORWARDERS, help="forwarders to run")
-    p.add_argument("--modes", nargs="*", choices=("plain", "offload"),
-                   default=["plain", "offload"])
+    p.add_argument("--modes", nargs="*", choices=MODES, default=["plain", "offload"],
+                   help="coalesce, napi and napi-threaded run the tuntap forwarders only")
     p.add_argument("--queues", action="store_true", help="also the 1 vs 2 queue read benchmark")
     p.add_argument("--queues-only", action="store_true")
     p.add_argument("--packets", type=int, default=20000, help="packets per queue-bench round")
@@ -487,12 +517,14 @@ def main(argv: list[str] | None = None) -> int:
                 for rep in range(args.reps):
                     for mode in args.modes:
                         for fwd in args.only or FORWARDERS:
+                            if mode in TUNTAP_ONLY and not fwd.startswith("tuntap-"):
+                                continue
                             try:
-                                r = env.run_once(fwd, mode == "offload")
+                                r = env.run_once(fwd, mode)
                             except RuntimeError as e:  # one retry, then give up
                                 print(json.dumps({"retry": fwd, "error": str(e)[:300]}),
                                       flush=True)
-                                r = env.run_once(fwd, mode == "offload")
+                                r = env.run_once(fwd, mode)
                             r["rep"] = rep
                             results.append(r)
                             print(json.dumps(r), flush=True)

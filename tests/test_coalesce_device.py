@@ -437,3 +437,20 @@ def test_a_tcp_transfer_through_a_coalescing_forwarder_is_byte_exact(
             t.join(10)
         dev_a.close()
         dev_b.close()
+
+
+@pytest.mark.needs_tun
+@pytest.mark.parametrize("fam", [4, 6])
+def test_the_kernel_takes_gso_writes_whatever_the_offload_mask(
+        open_device: Callable[..., Any], fam: int) -> None:
+    """TUNSETOFFLOAD(0): the kernel hands out no super-packets, but takes written ones."""
+    dev, local, remote = vnet_dev(open_device, fam, Offload(0))
+    with udp_socket(fam, local) as s:
+        f = Flow(fam, proto=17, src=remote, dst=local, dport=s.getsockname()[1])
+        sent = [os.urandom(1000) for _ in range(20)]
+        out = tuntap.PacketBatch(4, 65600)
+        assert tuntap.coalesce([f.packet(0, d) for d in sent], out, udp=True) == 1
+        before = rx(dev.name)[0]
+        assert dev.write_batch(out) == 1
+        assert rx(dev.name)[0] - before == 1
+        assert recv_all(s, 20) == sent
