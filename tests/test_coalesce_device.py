@@ -73,7 +73,7 @@ def recv_all(s: socket.socket, count: int) -> list[bytes]:
     try:
         while len(got) < count:
             got.append(s.recv(70000))
-    except TimeoutError:
+    except (TimeoutError, socket.timeout):  # socket.timeout: Python 3.9
         pass
     return got
 
