@@ -33,6 +33,7 @@
 #endif
 
 #define TT_NONE UINT32_MAX
+#define TT_TOMB UINT32_MAX /* a hash table slot whose flow was sealed by a barrier */
 #define TT_TCP_PSH 0x08
 #define TT_TCP_ACK 0x10
 
@@ -40,6 +41,7 @@
 #define ST_PSH 1 /* TCP PSH set: the packet can only end a run */
 #define ST_OK 2  /* TCP/UDP checksum verified good */
 #define ST_BAD 4 /* ... verified bad: never merged */
+#define ST_BARRIER 8 /* TCP of a flow that cannot merge (flags, no payload): seals it */
 
 typedef struct {
     uint32_t seq;    /* TCP sequence number */
@@ -188,13 +190,17 @@ tt_gro_classify(const uint8_t *d, size_t len, unsigned kinds, gro_info *in)
         if (!(kinds & k) || len < l4 + 20)
             return;
         doff = (size_t)(d[l4 + 12] >> 4) * 4;
-        if (doff < 20 || len <= l4 + doff)
-            return; /* bad offset, or no payload (pure ACK) */
-        /* Only ACK or ACK|PSH: SYN/FIN/RST/URG/ECE/CWR pass through. */
-        if (d[l4 + 13] != TT_TCP_ACK && d[l4 + 13] != (TT_TCP_ACK | TT_TCP_PSH))
+        if (doff < 20 || len < l4 + doff)
             return;
+        /* Only ACK or ACK|PSH with payload merge. A packet of the flow with other
+         * flags (SYN/FIN/RST/URG/ECE/CWR) or none (a pure ACK) passes through
+         * and is a barrier, as a flush is in the kernel: nothing that came after
+         * it merges with anything that came before it. */
+        if (len == l4 + doff ||
+            (d[l4 + 13] != TT_TCP_ACK && d[l4 + 13] != (TT_TCP_ACK | TT_TCP_PSH)))
+            in->st = ST_BARRIER;
         in->seq = tt_get_be32(d + l4 + 4);
-        in->st = (d[l4 + 13] & TT_TCP_PSH) ? ST_PSH : 0;
+        in->st |= (d[l4 + 13] & TT_TCP_PSH) ? ST_PSH : 0;
         in->hdrs = (uint8_t)(l4 + doff);
         in->kind = (uint8_t)k;
     }
@@ -542,25 +548,42 @@ tt_gro_plan_make(const tt_gro_pkt *pkts, size_t n, unsigned kinds, size_t max_si
         tt_gro_classify(pkts[i].data, pkts[i].len, kinds, in);
         if (!in->kind)
             continue;
+        /* The flow's open entry. A barrier seals it: its slot becomes a tombstone
+         * (reused by the next insertion), so a flow cut by many barriers never
+         * makes a long probe chain. */
+        size_t tomb = SIZE_MAX;
         for (size_t s = in->hash & mask;; s = (s + 1) & mask) {
             uint32_t slot = m.table[s];
+            if (slot == TT_TOMB) {
+                if (tomb == SIZE_MAX)
+                    tomb = s;
+                continue;
+            }
             if (slot == 0) {
+                if (in->st & ST_BARRIER)
+                    break; /* nothing before it to seal */
                 gro_flow *f = &m.flows[nflows];
                 f->head = f->tail = i;
                 f->count = 1;
-                m.table[s] = ++nflows;
+                m.table[tomb == SIZE_MAX ? s : tomb] = ++nflows;
                 break;
             }
             gro_flow *f = &m.flows[slot - 1];
             gro_info *hd = &m.info[f->head];
-            if (hd->hash == in->hash &&
-                tt_gro_same_flow(pkts[i].data, pkts[f->head].data, in, hd)) {
-                m.info[f->tail].next = i;
-                f->tail = i;
-                f->count++;
+            if (hd->hash != in->hash ||
+                !tt_gro_same_flow(pkts[i].data, pkts[f->head].data, in, hd))
+                continue;
+            if (in->st & ST_BARRIER) {
+                m.table[s] = TT_TOMB;
                 break;
             }
+            m.info[f->tail].next = i;
+            f->tail = i;
+            f->count++;
+            break;
         }
+        if (in->st & ST_BARRIER)
+            in->kind = 0; /* passes through alone */
     }
     /* 3: runs. A flow of one packet makes none: it passes through. */
     for (uint32_t f = 0; f < nflows; f++) {

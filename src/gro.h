@@ -21,7 +21,10 @@
  *    total length == buffer; IPv6 with TCP/UDP as next header (no extension
  *    headers), payload length == buffer - 40; TCP with flags exactly ACK or
  *    ACK|PSH and >= 1 byte of payload; UDP (only when asked) with length ==
- *    buffer - header and a non-zero checksum. Anything else passes through.
+ *    buffer - header and a non-zero checksum. Anything else passes through; a TCP
+ *    packet of a flow that cannot merge (a pure ACK, SYN/FIN/RST/URG/ECE/CWR) is
+ *    a barrier, as a flush is in the kernel: nothing after it merges with
+ *    anything before it.
  *  - same flow: every IP and TCP/UDP header byte equal except the IP length, the
  *    IPv4 id and header checksum, the TCP sequence number, PSH and checksum, the
  *    UDP length and checksum. So addresses, ports, ACK number, window, TCP

@@ -318,18 +318,50 @@ def test_tcp_flags_other_than_ack_and_psh_pass_through(flags: int) -> None:
     assert_passed(o2, odd)
 
 
-def test_pure_acks_and_non_candidates_pass_through_in_place() -> None:
+def test_non_candidates_pass_through_in_place() -> None:
     pkts = F4.stream(1, [MSS] * 4)
-    pure_ack = F4.packet(1 + 4 * MSS, b"")
+    reverse_ack = F4.but(src=F4.dst, dst=F4.src, sport=F4.dport, dport=F4.sport).packet(1, b"")
     icmp = bytes.fromhex("4500001c0001000040017ce00a0100010a010002") + b"\x08\x00\xf7\xff" \
         + bytes(4)
     v6ext = bytearray(F6.packet(1, bytes(100)))
     v6ext[6] = 0  # next header: hop-by-hop
     garbage = [b"\x00", b"\x45" + bytes(10), b"\x60" + bytes(30), os.urandom(1500)]
-    seq = [pkts[0], pure_ack, pkts[1], icmp, bytes(v6ext), pkts[2], *garbage, pkts[3]]
+    seq = [pkts[0], reverse_ack, pkts[1], icmp, bytes(v6ext), pkts[2], *garbage, pkts[3]]
     outs = coalesce(seq)
     assert_merge(outs[0], pkts)
-    assert [o.ip for o in outs[1:]] == [pure_ack, icmp, bytes(v6ext), *garbage]
+    assert [o.ip for o in outs[1:]] == [reverse_ack, icmp, bytes(v6ext), *garbage]
+
+
+@pytest.mark.parametrize("fam", [4, 6])
+@pytest.mark.parametrize("flags", [ACK, FIN | ACK, RST | ACK, SYN | ACK, URG | ACK, ACK | 0x80],
+                         ids=["pure-ack", "fin", "rst", "syn", "urg", "cwr"])
+def test_a_packet_of_the_flow_that_cannot_merge_is_a_barrier(fam: int, flags: int) -> None:
+    """As a flush in the kernel's GRO: nothing after it merges with anything before it,
+    even when the sequence numbers would fit (and no reordering across it)."""
+    f = Flow(fam)
+    pkts = f.stream(1, [MSS] * 6)
+    barrier = f.packet(1 + 6 * MSS, b"" if flags == ACK else b"x", flags=flags)
+    o1, o2, o3 = coalesce(pkts[:3] + [barrier] + pkts[3:])
+    assert_merge(o1, pkts[:3])
+    assert_passed(o2, barrier)
+    assert_merge(o3, pkts[3:])
+    # out of order: put in place after the barrier, never across it
+    o1, o2, o3, o4 = coalesce([pkts[1], barrier, pkts[0], pkts[3], pkts[2]])
+    assert_passed(o1, pkts[1])
+    assert_passed(o2, barrier)
+    assert_passed(o3, pkts[0])
+    assert_merge(o4, pkts[2:4])
+
+
+def test_many_barriers_cut_a_flow_into_pieces() -> None:
+    pkts = F4.stream(1, [100] * 200)
+    ack = F4.packet(0, b"")
+    seq = [p for i, p in enumerate(pkts) for p in ([p, ack] if i % 4 == 3 else [p])]
+    outs = coalesce(seq, capacity=1024)
+    merged = [o for o in outs if o.merged]
+    assert len(merged) == 50
+    for k, o in enumerate(merged):
+        assert_merge(o, pkts[4 * k:4 * k + 4])
 
 
 def test_ip_length_not_matching_the_buffer_passes_through() -> None:

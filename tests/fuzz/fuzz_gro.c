@@ -20,7 +20,8 @@
  * - a passed-through output is the input packet unchanged after an all-zero
  *   virtio-net header;
  * - a merge holds 2..max_segments packets of valid checksums and at most
- *   max_size bytes, and tt_segment_core() (gso.c) splits it back into exactly
+ *   max_size bytes, and no TCP packet of its flow that cannot merge (a pure
+ *   ACK, SYN/FIN/RST/URG/ECE/CWR) arrived between its first and last member, and tt_segment_core() (gso.c) splits it back into exactly
  *   its members, byte for byte except the IPv4 id and header checksum;
  * - the write path's pieces (tt_gro_header + tt_gro_piece, what writev() sends)
  *   are byte for byte what the copy path put in the slot.
@@ -102,6 +103,30 @@ fixup(uint8_t *p, size_t n, uint8_t how)
     }
     if ((how & 4) && proto == 6 && n >= off + 18)
         p[off + 17] ^= 0x5a;
+}
+
+/* A TCP packet of the same addresses, ports and ACK number as head that could
+ * not merge: its flags are not ACK or ACK|PSH, or it has no payload. */
+static int
+is_barrier_for(const uint8_t *p, size_t n, const uint8_t *head)
+{
+    size_t off, hoff, doff;
+    uint8_t proto, hproto;
+    if (!l4_of(p, n, &off, &proto) || !l4_of(head, 60, &hoff, &hproto) || proto != 6 ||
+        off != hoff || n < off + 20)
+        return 0;
+    if ((off == 20 && (tt_get_be16(p + 2) != n || (tt_get_be16(p + 6) & 0x3fff) ||
+                       tt_csum_fold(tt_csum_partial(p, 20, 0)) != 0)) ||
+        (off == 40 && (size_t)tt_get_be16(p + 4) + 40 != n))
+        return 0; /* not a packet gro.c parses as TCP */
+    doff = (size_t)(p[off + 12] >> 4) * 4;
+    if (doff < 20 || n < off + doff)
+        return 0;
+    if (off == 20 ? memcmp(p + 12, head + 12, 8) : memcmp(p + 8, head + 8, 32))
+        return 0;
+    if (memcmp(p + off, head + off, 4) || memcmp(p + off + 8, head + off + 8, 4))
+        return 0;
+    return n == off + doff || (p[off + 13] != 0x10 && p[off + 13] != 0x18);
 }
 
 static int
@@ -259,10 +284,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (o->count < 2 || o->count > max_segments || o->len > max_size ||
             o->len + vnet != sizes[j] || !(kinds & o->kind))
             fail();
+        uint32_t lo = UINT32_MAX, hi = 0;
         for (k = 0; k < o->count; k++) {
-            const tt_gro_pkt *p = &pkts[plan.members[o->first + k]];
+            uint32_t m = plan.members[o->first + k];
+            const tt_gro_pkt *p = &pkts[m];
             if (!l4_valid(p->data, p->len))
                 fail();
+            lo = m < lo ? m : lo;
+            hi = m > hi ? m : hi;
+        }
+        if (o->kind & TT_GRO_TCP) {
+            const uint8_t *head = pkts[plan.members[o->first]].data;
+            for (uint32_t b = lo + 1; b < hi; b++) {
+                if (is_barrier_for(pkts[b].data, pkts[b].len, head))
+                    fail(); /* merged across a barrier */
+            }
         }
         int serr = -1;
         ssize_t ns = tt_segment_core(s, sizes[j], vnet, seg, 1024, 2048, 0, 2048, segsizes,

@@ -82,6 +82,9 @@ def gro_seeds() -> dict[str, bytes]:
         rec(tcp(v4, 1 + (i // 2) * 200, 200, sport=1 + i % 2,
                 opts=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]))
         for i in range(10))
+    # a pure ACK between contiguous segments: a barrier
+    out["tcp4-barrier"] = huge + b"".join(
+        rec(tcp(v4, 1 + (i - (i > 3)) * 300, 0 if i == 3 else 300)) for i in range(7))
     out["udp4-run"] = huge + b"".join(
         rec(bytes(v4 / UDP(sport=3, dport=4) / (bytes([i]) * 300))) for i in range(6))
     out["udp6-run-short"] = huge + b"".join(
