@@ -315,7 +315,7 @@ Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     arg = args[0];
     if (kwnames != NULL && PyTuple_Size(kwnames) > 0) {
-        int coalesce = 0;
+        int coalesce = 0, have_max = 0;
         Py_ssize_t max_segments = TT_GRO_DEFAULT_SEGMENTS, nkw = PyTuple_Size(kwnames);
         for (i = 0; i < nkw; i++) {
             PyObject *key = PyTuple_GetItem(kwnames, i), *v = args[nargs + i];
@@ -334,6 +334,7 @@ Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
                 if (max_segments == -1 && PyErr_Occurred()) {
                     return NULL;
                 }
+                have_max = 1;
                 if (max_segments < 1 || max_segments > 1023) {
                     PyErr_Format(PyExc_ValueError,
                                  "max_segments must be between 1 and 1023, not %zd",
@@ -352,6 +353,10 @@ Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
                 return NULL;
             }
             return tt_write_coalesced(self, arg, max_segments);
+        }
+        if (have_max) {
+            PyErr_SetString(PyExc_ValueError, "write_batch(): max_segments needs coalesce=True");
+            return NULL;
         }
     }
 

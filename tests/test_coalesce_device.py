@@ -116,6 +116,8 @@ def test_write_batch_keyword_errors(open_device: Callable[..., Any]) -> None:
         with pytest.raises(ValueError, match=f"max_segments must be between 1 and 1023, "
                                              f"not {bad}"):
             dev.write_batch(pkt, coalesce=True, max_segments=bad)
+    with pytest.raises(ValueError, match=r"max_segments needs coalesce=True"):
+        dev.write_batch(pkt, max_segments=8)
     with pytest.raises(TypeError, match="max_segments must be int, not str"):
         dev.write_batch(pkt, coalesce=True, max_segments="2")
     with pytest.raises(TypeError, match="unexpected keyword argument 'coalsce'"):
