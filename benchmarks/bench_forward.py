@@ -119,6 +119,24 @@ def link_counters(ns: str, dev: str) -> dict[str, int]:
                                                                          "dropped")}
 
 
+def napi_threads_cpu(dev: str) -> float:
+    """utime+stime of the threaded-NAPI kernel threads of ``dev`` ("napi/DEV-ID"), seconds.
+
+    Their work (B's receive path) is not in the forwarder's own CPU time."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith(f"napi/{dev}-"):
+                    continue
+            total += proc_cpu(int(pid))
+        except OSError:  # gone meanwhile
+            continue
+    return total
+
+
 MODES = ("plain", "offload", "coalesce", "napi", "napi-threaded")
 TUNTAP_ONLY = ("coalesce", "napi", "napi-threaded")
 
@@ -247,12 +265,14 @@ class Env:
                 time.sleep(0.1)
             time.sleep(0.2)
             cpu0 = proc_cpu(proc.pid)
+            napi0 = napi_threads_cpu("tB")
             t0 = time.monotonic()
             r = run("ip", "netns", "exec", self.ns_a, "iperf3", "-c", ADDR_B, "-J",
                     "-t", str(self.seconds), "-O", str(self.omit),
                     check=False, timeout=self.seconds + self.omit + 60)
             wall = time.monotonic() - t0
             cpu = proc_cpu(proc.pid) - cpu0
+            napi_cpu = napi_threads_cpu("tB") - napi0
             (txa, dropa), (txb, dropb) = tx_stats(self.ns_a, "tA"), tx_stats(self.ns_b, "tB")
             ca, cb = link_counters(self.ns_a, "tA"), link_counters(self.ns_b, "tB")
         finally:
@@ -299,6 +319,9 @@ class Env:
             "packets_per_batch": round(packets / max(1, rounds), 2),
             "cpu_s_per_gb": round(cpu / (moved / 1e9), 4) if moved else None,
             "forwarder_cpu_s": round(cpu, 3),
+            # threaded NAPI: B's receive work runs in kernel threads, not the forwarder
+            "napi_thread_cpu_s": round(napi_cpu, 3),
+            "cpu_s_per_gb_with_napi": round((cpu + napi_cpu) / (moved / 1e9), 4) if moved else None,
             # A -> B: packets read from tA per packet written into tB (tB's rx counter)
             "segs_per_write": round(ca["tx_packets"] / max(1, cb["rx_packets"]), 2),
             "bytes_per_write": round(cb["rx_bytes"] / max(1, cb["rx_packets"])),
@@ -435,7 +458,7 @@ def queue_bench(queues: int, packets: int, rounds: int, pin: bool = True) -> dic
 
 # --------------------------------------------------------------------------------------
 KEYS = ("gbps", "retransmits", "tx_dropped", "bytes_per_read", "packets_per_batch",
-        "cpu_s_per_gb", "segs_per_write", "bytes_per_write")
+        "cpu_s_per_gb", "segs_per_write", "bytes_per_write", "cpu_s_per_gb_with_napi")
 
 
 def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -451,6 +474,18 @@ def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
                 vals = [float(r[k]) for r in rs if r.get(k) is not None]  # type: ignore[arg-type]
                 row[k] = statistics.median(vals) if vals else None
                 row[k + "_range"] = [min(vals), max(vals)] if vals else None
+            # paired with plain of the same forwarder and repetition: immune to the load
+            # drifting between repetitions
+            base = {r["rep"]: r for r in results if r["forwarder"] == fwd and r["mode"] == "plain"}
+            pairs = [(r, base[r["rep"]]) for r in rs if r["rep"] in base]
+            if pairs and mode != "plain":
+                for k in ("gbps", "cpu_s_per_gb", "cpu_s_per_gb_with_napi"):
+                    row[k + "_x_plain"] = round(statistics.median(
+                        float(a[k]) / float(b[k]) for a, b in pairs  # type: ignore[arg-type]
+                        if a.get(k) and b.get(k)), 2)
+            gb = [float(r["gbps"]) * float(r["wall_s"]) / 8 for r in rs]  # type: ignore[arg-type]
+            row["retransmits_per_gb"] = round(statistics.median(
+                float(r["retransmits"]) / g for r, g in zip(rs, gb) if g), 0)  # type: ignore[arg-type]
             rows.append(row)
     return rows
 
@@ -464,14 +499,27 @@ def markdown(rows: list[dict[str, object]], queues: list[dict[str, object]], met
 
     out = [meta, "",
            "| TUN | forwarder | Gbps (min-max) | retransmits | tx_dropped | bytes/read "
-           "| packets/batch | segments/write B | CPU s/GB (min-max) | runs |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| packets/batch | segments/write B | CPU s/GB (min-max) | + NAPI thread | runs |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['mode']} | {r['summary']} | "
                    f"{rng(r, 'gbps', '.2f')} | {r['retransmits']:,.0f} | {r['tx_dropped']:,.0f} | "
                    f"{r['bytes_per_read']:,.0f} | {r['packets_per_batch']:.1f} | "
                    f"{r['segs_per_write']:.1f} | "
-                   f"{rng(r, 'cpu_s_per_gb', '.3f')} | {r['n']} |")
+                   f"{rng(r, 'cpu_s_per_gb', '.3f')} | {r['cpu_s_per_gb_with_napi']:.3f} | "
+                   f"{r['n']} |")
+    paired = [r for r in rows if "gbps_x_plain" in r]
+    if paired:
+        out += ["", "Paired with `plain` of the same forwarder and repetition (median of the "
+                "per-repetition ratios), and retransmits per GB moved:", "",
+                "| TUN | forwarder | Gbps x plain | CPU/GB x plain | CPU/GB (+ NAPI thread) "
+                "x plain | retransmits/GB |", "|---|---|---:|---:|---:|---:|"]
+        for r in rows:
+            if r["mode"] == "plain" or "gbps_x_plain" in r:
+                out.append(f"| {r['mode']} | {r['summary']} | {r.get('gbps_x_plain', 1.0):.2f} | "
+                           f"{r.get('cpu_s_per_gb_x_plain', 1.0):.2f} | "
+                           f"{r.get('cpu_s_per_gb_with_napi_x_plain', 1.0):.2f} | "
+                           f"{r['retransmits_per_gb']:,.0f} |")
     if queues:
         out += ["", "| queues | packets/s (median) | min-max | per round |",
                 "|---:|---:|---|---|"]

@@ -442,13 +442,13 @@ tt_run_join(gro_mem *m, const tt_gro_pkt *pkts, uint32_t r, uint32_t x, size_t m
 static void
 tt_sort_keys(uint64_t *a, size_t k)
 {
-    size_t i = 1;
-    while (i < k && a[i - 1] < a[i])
-        i++;
-    if (i >= k)
+    size_t sorted = 1;
+    while (sorted < k && a[sorted - 1] < a[sorted])
+        sorted++;
+    if (sorted >= k)
         return;
     if (k <= 256) {
-        for (size_t i = 1; i < k; i++) {
+        for (size_t i = sorted; i < k; i++) {
             uint64_t v = a[i];
             size_t j = i;
             for (; j > 0 && a[j - 1] > v; j--)
