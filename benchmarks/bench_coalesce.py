@@ -21,8 +21,10 @@ different flows (nothing merges: the pass-through cost). Methods:
 
 Reported: nanoseconds per input segment, median of ``--rounds`` rounds (each ``--calls``
 calls, timed with ``perf_counter_ns``), min-max, and the paired ratio to the C floor of the
-same round. The process pins itself to one CPU (``--cpu``). One JSON line per result;
-``--markdown`` prints the table.
+same round. The process pins itself to one CPU (``--cpu``) and runs as ``SCHED_FIFO``
+priority 1 (``--no-fifo`` to skip), so other busy processes cannot preempt a timed loop
+(each round is a few ms; the kernel's RT throttling still leaves 5% of the CPU to others).
+One JSON line per result; ``--markdown`` prints the table.
 """
 
 from __future__ import annotations
@@ -166,15 +168,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--calls", type=int, default=2000, help="calls per timed round")
     p.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: the last)")
+    p.add_argument("--no-fifo", action="store_true", help="do not switch to SCHED_FIFO")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
 
     cpus = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cpus[-1]})
     c = build_c()
+    fifo = False
+    if not args.no_fifo:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            fifo = True
+        except OSError:
+            print("bench_coalesce: SCHED_FIFO refused, running as a normal process",
+                  file=sys.stderr)
     meta = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, "
             f"kernel {platform.release()}, {os.cpu_count()} CPUs, Python "
-            f"{platform.python_version()}, load {os.getloadavg()[0]:.2f}; "
+            f"{platform.python_version()}, load {os.getloadavg()[0]:.2f}, "
+            f"{'SCHED_FIFO' if fifo else 'SCHED_OTHER'}; "
             f"`python benchmarks/bench_coalesce.py {' '.join(argv or sys.argv[1:])}`")
     rows = []
     for name, (pkts, udp) in cases().items():
