@@ -14,6 +14,11 @@ userspace forwarder process that holds both fds. ``iperf3 -c`` in A sends TCP to
   ``write_batch``, batches of 64) with one thread per direction / one epoll thread.
 - ``ctypes-threads``: the same thread-per-direction loop on the ctypes-style TUN of
   ``ctypes_tun.py`` (``os.read``/``os.write``, one packet per call), as users write it today.
+- ``tuntap-asyncio`` / ``tuntap-uvloop``: ``forward.py --mode asyncio`` (the
+  ``tuntap.asyncio.create_endpoint`` protocol interface: ``packets_received(batch)`` hands
+  each wake-up's batch to the other device's ``transport.write_batch``) on asyncio's own
+  loop / on uvloop; ``tuntap-await`` / ``tuntap-await-uvloop``: ``--mode await``
+  (``AsyncDevice`` tasks, ``await read_batch`` then ``await write_batch``).
 
 each ``plain`` (TUN, MTU 1500) and ``offload`` (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD(CSUM|TSO4|
 TSO6)``: 64 KiB TCP super-packets pass through with their virtio-net header). Per run:
@@ -68,7 +73,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ADDR_A, ADDR_B = "10.77.0.1", "10.77.0.2"
-FORWARDERS = ("c-threads", "c-poll", "tuntap-threads", "tuntap-epoll", "ctypes-threads")
+FORWARDERS = ("c-threads", "c-poll", "tuntap-threads", "tuntap-epoll", "ctypes-threads",
+              "tuntap-asyncio", "tuntap-uvloop", "tuntap-await", "tuntap-await-uvloop")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # <linux/if_tun.h>: user code copies these numbers, so the ctypes forwarder does too.
@@ -228,8 +234,13 @@ class Env:
         if fwd.startswith("c-"):
             return [self.cforward, fwd[2:], *common, "1" if offload else "0", life], False
         if fwd.startswith("tuntap-"):
+            # tuntap-asyncio / -uvloop: --mode asyncio (create_endpoint) on that loop;
+            # tuntap-await[-uvloop]: --mode await (AsyncDevice tasks)
+            mode = fwd.split("-")[1]
+            loop = "uvloop" if fwd.endswith("uvloop") else "asyncio"
+            mode = "asyncio" if mode == "uvloop" else mode
             argv = [sys.executable, os.path.join(ROOT, "examples", "forward.py"),
-                    "--mode", fwd.split("-")[1], "--ns-a", self.ns_a, "--ns-b", self.ns_b,
+                    "--mode", mode, "--loop", loop, "--ns-a", self.ns_a, "--ns-b", self.ns_b,
                     "--dev-a", "tA", "--dev-b", "tB", "--seconds", life]
             return argv + ([] if mode == "plain" else [f"--{mode}"]), True
         if fwd == "ctypes-threads":

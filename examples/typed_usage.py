@@ -10,6 +10,7 @@ with ``readinto`` and then, after a second datagram, with ``read_batch``.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import socket
@@ -50,8 +51,15 @@ def open_device() -> tuntap.Device:
     return dev
 
 
-def main() -> int:
-    enter_private_netns()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="typed_usage.py", description=__doc__.split("\n\n")[0])
+    parser.parse_args(argv)
+    try:
+        enter_private_netns()
+    except PermissionError as exc:
+        print(f"typed_usage.py: {exc}: needs root (CAP_SYS_ADMIN for a network namespace, "
+              "CAP_NET_ADMIN for the device)", file=sys.stderr)
+        return 1
     supported: tuntap.Flags = tuntap.features()
     print(f"tuntap {tuntap.__version__}; kernel features: {supported!r}")
     with open_device() as dev, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -83,8 +91,13 @@ def main() -> int:
         disabled: frozenset[str] = dev.coalesce_disabled
         print(f"coalesce: {count} -> {merged} packet(s), gso_type {hdr.gso_type}, {disabled}")
 
-        infos: list[tuntap.DeviceInfo] = tuntap.list_devices()
+        infos: list[tuntap.DeviceInfo] = tuntap.list_devices(netns=None)
         print("devices:", [(info.name, info.ifindex) for info in infos])
+        carrier: bool = dev.carrier
+        dev.carrier = carrier
+        dev.set_filter_program(None)  # no eBPF filter (an int fd attaches one)
+        dev.set_steering_program(None)
+        print(f"carrier={carrier}")
         return 0 if payloads == [b"batch"] else 1
 
 

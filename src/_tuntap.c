@@ -57,7 +57,10 @@ static PyMethodDef tt_functions[] = {
     {"checksum", (PyCFunction)tt_checksum, METH_O, tt_checksum__doc__},
     {"_check_name", (PyCFunction)tt_check_name, METH_O, tt_check_name__doc__},
     {"features", (PyCFunction)(void (*)(void))tt_features, METH_FASTCALL, tt_features__doc__},
-    {"_list_links", (PyCFunction)tt_list_links, METH_NOARGS, tt_list_links__doc__},
+    {"_list_links", (PyCFunction)(void (*)(void))tt_list_links, METH_FASTCALL,
+     tt_list_links__doc__},
+    {"_link_kind", (PyCFunction)(void (*)(void))tt_link_kind, METH_FASTCALL,
+     tt_link_kind__doc__},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,7 +10,11 @@
  *   open.c      Device() and Device.fromfd(): opening, namespaces, features()
  *   device.c    the Device type: lifetime, one-packet I/O, modes, tables, spec
  *   control.c   interface control: flags, up/down, MTU, MAC, owner, queues,
- *               offloads, addresses, link info (ioctls and rtnetlink)
+ *               offloads, carrier, vnet byte order, addresses, link info
+ *               (ioctls and rtnetlink)
+ *   filter.c    per-packet kernel filters: eBPF steering/filter, classic BPF,
+ *               the MAC filter
+ *   links.c     the TUN/TAP links of any namespace (list_devices, delete)
  *   batch.c     the PacketBatch type and Device.read_batch/write_batch
  *   packet.c    segment(), coalesce() and checksum(): wrappers of the pure-C units
  *   netlink.c   rtnetlink messages (pure C, netlink.h)
@@ -164,6 +168,9 @@ PyObject *tt_oserror(int err, const char *syscall, const char *ifname, const cha
 
 /* The same with OSError.filename set to `path` ("<strerror>: <syscall>"). */
 PyObject *tt_oserror_path(int err, const char *syscall, const char *path);
+/* ... and a hint after the syscall ("<strerror>: <syscall><hint>"; hint may be NULL). */
+PyObject *tt_oserror_path_hint(int err, const char *syscall, const char *path,
+                               const char *hint);
 
 /* ValueError("I/O operation on closed device"). Always NULL. */
 PyObject *tt_closed_error(void);
@@ -214,6 +221,10 @@ struct tt_op {
 };
 #define TT_OP_CTL 1 /* op->fd is the control socket, not the device fd */
 #define TT_OP_RAW 2 /* an OS error returns -1 with op->err and no exception */
+/* Never wait, whatever the device's mode: EAGAIN returns -1 with op->err = EAGAIN and
+ * no exception; every other error raises as without the flag (the asyncio layer's
+ * "try first": raising and catching BlockingIOError would cost more than the read). */
+#define TT_OP_TRY 4
 
 /* GIL held. Run `op` on `self` (the only place that releases the GIL around a
  * device syscall): checks the device is open, raises the busy count, releases
@@ -242,12 +253,21 @@ int tt_shutdown(DeviceObject *self, int keep_fd);
  * naming `what` and the device. */
 int tt_ioctl(DeviceObject *self, int on_ctl, unsigned long req, void *arg, const char *what);
 
+/* GIL held. tt_ioctl() for callers that explain the errno themselves: -1 with
+ * *err set and no exception for an OS error; -1 with *err 0 and an exception when
+ * the device is closed or a signal handler raised. */
+int tt_ioctl_raw(DeviceObject *self, int on_ctl, unsigned long req, void *arg,
+                 const char *what, int *err);
+
 /* GIL held. SIOC* interface ioctl on the control socket by the device's name. */
 int tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const char *what);
 
 /* GIL held. One packet read (is_write 0) or written through the engine. Bytes
  * moved, or -1 with an exception. */
 Py_ssize_t tt_io(DeviceObject *self, int is_write, void *buf, size_t len);
+/* The same with TT_OP_* flags (TT_OP_TRY: -1 with op.err EAGAIN is returned as -2,
+ * no exception). */
+Py_ssize_t tt_io_ex(DeviceObject *self, int is_write, void *buf, size_t len, int flags);
 
 /* ------------------------------------------------------------------------ */
 /* open.c: making devices (GIL held)                                         */
@@ -258,6 +278,16 @@ PyObject *Device_fromfd(PyTypeObject *type, PyObject *arg);
 extern const char Device_fromfd__doc__[];
 PyObject *tt_features(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char tt_features__doc__[];
+
+/* GIL held. A netns= argument (None, a name under /var/run/netns, a path, an open
+ * fd) as an fd to setns() into: -1 for None, -2 with an exception; *owned says
+ * the caller must close it; `label` gets what to call it in messages. */
+int tt_resolve_netns(PyObject *netns, int *owned, char *label, size_t labelsize);
+
+/* No GIL. A NETLINK_ROUTE socket opened inside network namespace `nsfd` (< 0: the
+ * calling thread's); the thread returns to its own namespace. -1 with errno and
+ * *what naming the failing call. */
+int tt_netns_socket(int nsfd, const char **what);
 
 /* ------------------------------------------------------------------------ */
 /* control.c: interface control (GIL held)                                   */
@@ -298,6 +328,8 @@ TT_SETTER(hwaddr);
 TT_GETTER(vnet_hdr_size);
 TT_SETTER(vnet_hdr_size);
 TT_GETTER(header_size);
+TT_GETTER(sndbuf);
+TT_SETTER(sndbuf);
 /* Closures of the ifint getter/setter pair (which SIOC ioctls, which name). */
 typedef struct {
     unsigned long get, set;
@@ -305,8 +337,33 @@ typedef struct {
 } tt_ifint;
 extern const tt_ifint tt_ifint_mtu, tt_ifint_txqueuelen;
 
-PyObject *tt_list_links(PyObject *module, PyObject *unused);
+TT_GETTER(carrier);
+TT_SETTER(carrier);
+#ifdef TUNSETVNETLE
+TT_GETTER(vnet_le);
+TT_SETTER(vnet_le);
+#endif
+#ifdef TUNSETVNETBE
+TT_GETTER(vnet_be);
+TT_SETTER(vnet_be);
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* filter.c: eBPF steering/filter, classic BPF, MAC filter (GIL held)         */
+/* ------------------------------------------------------------------------ */
+
+TT_METHOD(set_steering_program);
+TT_METHOD(set_filter_program);
+TT_METHOD(attach_filter);
+TT_METHOD(detach_filter);
+PyObject *Device_set_mac_filter(DeviceObject *self, PyObject *args, PyObject *kwds);
+extern const char Device_set_mac_filter__doc__[];
+
+/* links.c: the links of a namespace (GIL held) */
+PyObject *tt_list_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 extern const char tt_list_links__doc__[];
+PyObject *tt_link_kind(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char tt_link_kind__doc__[];
 
 /* ------------------------------------------------------------------------ */
 /* batch.c, packet.c, util.c: module-level functions (GIL held)              */
@@ -316,6 +373,10 @@ TT_METHOD(read_batch);
 PyObject *Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames);
 extern const char Device_write_batch__doc__[];
+/* The non-raising "try first" forms for tuntap.asyncio/anyio: never wait; -1 on
+ * EAGAIN instead of BlockingIOError; every other error raises like the sync API. */
+TT_METHOD(_try_read_batch);
+TT_FASTMETHOD(_try_write_batch);
 
 PyObject *tt_segment(PyObject *module, PyObject *args, PyObject *kwargs);
 extern const char tt_segment__doc__[];

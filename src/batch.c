@@ -47,12 +47,13 @@ TT_DOC(Device_read_batch__doc__,
 "mode raises BlockingIOError when nothing is queued. One GIL release per call, no\n"
 "allocation. Each packet is truncated to batch.slot_size like readinto().");
 
-PyObject *
-Device_read_batch(DeviceObject *self, PyObject *arg)
+/* read_batch() and _try_read_batch() (flags TT_OP_TRY: -1 on EAGAIN). */
+static PyObject *
+tt_read_batch(DeviceObject *self, PyObject *arg, int flags)
 {
     PacketBatchObject *b = (PacketBatchObject *)arg;
     tt_op op = {.impl = tt_read_batch_impl, .syscall = "read()", .events = POLLIN,
-                .ctx = b};
+                .flags = flags, .ctx = b};
     Py_ssize_t n;
 
     if (Py_TYPE(arg) != self->batch_type) {
@@ -71,10 +72,27 @@ Device_read_batch(DeviceObject *self, PyObject *arg)
     b->count = 0;
     n = tt_call(self, &op);
     if (n < 0) {
-        return NULL;
+        return op.err == EAGAIN ? PyLong_FromLong(-1) : NULL;
     }
     b->count = n;
     return PyLong_FromSsize_t(n);
+}
+
+PyObject *
+Device_read_batch(DeviceObject *self, PyObject *arg)
+{
+    return tt_read_batch(self, arg, 0);
+}
+
+TT_DOC(Device__try_read_batch__doc__,
+"_try_read_batch($self, batch, /)\n--\n\n"
+"read_batch() that never waits and returns -1 (the batch left empty) instead of\n"
+"raising BlockingIOError when nothing is queued (tuntap.asyncio's try-first path).");
+
+PyObject *
+Device__try_read_batch(DeviceObject *self, PyObject *arg)
+{
+    return tt_read_batch(self, arg, TT_OP_TRY);
 }
 
 /* -- write_batch ------------------------------------------------------------ */
@@ -84,12 +102,13 @@ typedef struct {
     size_t len;
 } tt_pkt;
 
-/* Packets [done, count) of either a PacketBatch or a pkts array; `base` packets
- * were written by earlier calls (the chunks of a sequence). */
+/* Packets [done, count) of either a pkts array or the PacketBatch packets from
+ * `first` on; `base` packets were written by earlier calls (the chunks of a
+ * sequence). */
 typedef struct {
     const tt_pkt *pkts;
     const PacketBatchObject *b;
-    Py_ssize_t base, done, count;
+    Py_ssize_t first, base, done, count;
 } tt_write_ctx;
 
 /* Write from where the last attempt stopped; EAGAIN leaves `done` for the engine
@@ -100,8 +119,9 @@ tt_write_batch_impl(tt_op *op)
 {
     tt_write_ctx *c = op->ctx;
     for (; c->done < c->count; c->done++) {
-        const char *data = c->pkts ? c->pkts[c->done].data : tt_batch_slot(c->b, c->done);
-        size_t len = c->pkts ? c->pkts[c->done].len : c->b->sizes[c->done];
+        Py_ssize_t j = c->first + c->done;
+        const char *data = c->pkts ? c->pkts[c->done].data : tt_batch_slot(c->b, j);
+        size_t len = c->pkts ? c->pkts[c->done].len : c->b->sizes[j];
         if (len == 0) {
             break;
         }
@@ -114,19 +134,21 @@ tt_write_batch_impl(tt_op *op)
 }
 
 /* GIL held. Packets written in all (base included), or -1 with an exception when
- * nothing at all was written. */
+ * nothing at all was written (-2 and no exception: EAGAIN with TT_OP_TRY). */
 static Py_ssize_t
 tt_write_many(DeviceObject *self, const tt_pkt *pkts, const PacketBatchObject *b,
-              Py_ssize_t base, Py_ssize_t count)
+              Py_ssize_t first, Py_ssize_t base, Py_ssize_t count, int flags)
 {
-    tt_write_ctx c = {pkts, b, base, 0, count};
+    tt_write_ctx c = {pkts, b, first, base, 0, count};
     tt_op op = {.impl = tt_write_batch_impl, .syscall = "write()", .events = POLLOUT,
-                .progress = base, .ctx = &c};
-    if (base == 0 && (pkts ? pkts[0].len : b->sizes[0]) == 0) {
+                .flags = flags, .progress = base, .ctx = &c};
+    Py_ssize_t n;
+    if (base == 0 && (pkts ? pkts[0].len : b->sizes[first]) == 0) {
         PyErr_SetString(PyExc_ValueError, "write_batch() of an empty packet");
         return -1;
     }
-    return tt_call(self, &op);
+    n = tt_call(self, &op);
+    return n < 0 && op.err == EAGAIN ? -2 : n;
 }
 
 #define TT_WRITE_CHUNK 64
@@ -284,6 +306,88 @@ tt_write_coalesced(DeviceObject *self, PyObject *arg, Py_ssize_t max_segments)
     return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
+/* write_batch() and _try_write_batch(): packets from index `start` on; with
+ * TT_OP_TRY, -1 when the first write finds the send buffer full (EAGAIN). */
+static PyObject *
+tt_write_batch(DeviceObject *self, PyObject *arg, Py_ssize_t start, int flags)
+{
+    PyObject *seq;
+    Py_ssize_t n, i, total = 0;
+    Py_buffer views[TT_WRITE_CHUNK];
+    tt_pkt pkts[TT_WRITE_CHUNK];
+
+    if (tt_check_open(self) < 0) {
+        return NULL;
+    }
+    if (Py_TYPE(arg) == self->batch_type) {
+        PacketBatchObject *b = (PacketBatchObject *)arg;
+        if (start >= b->count) {
+            return PyLong_FromLong(0);
+        }
+        n = tt_write_many(self, NULL, b, start, 0, b->count - start, flags);
+        return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
+    }
+    if (PyObject_CheckBuffer(arg) || PyUnicode_Check(arg)) {
+        tt_type_error(arg, "write_batch() takes a PacketBatch or a sequence of packets "
+                           "(use write() for one packet)");
+        return NULL;
+    }
+    seq = PySequence_Fast(arg, "write_batch() argument must be a PacketBatch or a "
+                               "sequence of bytes-like objects");
+    if (seq == NULL) {
+        return NULL;
+    }
+    n = TT_SEQ_SIZE(seq) - start;
+    /* Check every item first so a bad one raises before anything is written. */
+    for (i = start; i < n + start; i++) {
+        PyObject *item = TT_SEQ_ITEM(seq, i);
+        if (!PyObject_CheckBuffer(item)) {
+            tt_type_error(item, "write_batch() item %zd must be a bytes-like object", i);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    while (total < n) {
+        Py_ssize_t k, chunk = n - total < TT_WRITE_CHUNK ? n - total : TT_WRITE_CHUNK;
+        Py_ssize_t got = 0, w;
+        for (k = 0; k < chunk; k++) {
+            if (PyObject_GetBuffer(TT_SEQ_ITEM(seq, start + total + k), &views[k],
+                                   PyBUF_SIMPLE) < 0) {
+                break;
+            }
+            pkts[k].data = views[k].buf;
+            pkts[k].len = (size_t)views[k].len;
+            got++;
+        }
+        if (got < chunk) {
+            for (k = 0; k < got; k++) {
+                PyBuffer_Release(&views[k]);
+            }
+            if (total > 0) {
+                PyErr_Clear();
+                break;
+            }
+            Py_DECREF(seq);
+            return NULL;
+        }
+        w = tt_write_many(self, pkts, NULL, 0, total, chunk, flags);
+        for (k = 0; k < chunk; k++) {
+            PyBuffer_Release(&views[k]);
+        }
+        if (w < 0) {
+            Py_DECREF(seq);
+            return w == -1 ? NULL : PyLong_FromLong(-1);
+        }
+        if (w < total + chunk) {
+            total = w;
+            break;
+        }
+        total = w;
+    }
+    Py_DECREF(seq);
+    return PyLong_FromSsize_t(total);
+}
+
 TT_DOC(Device_write_batch__doc__,
 "write_batch($self, packets, /, *, coalesce=False, max_segments=64)\n--\n\n"
 "Write a PacketBatch (its len(batch) packets) or a sequence of bytes-like objects,\n"
@@ -303,10 +407,8 @@ PyObject *
 Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
                    PyObject *kwnames)
 {
-    PyObject *seq, *arg;
-    Py_ssize_t n, i, total = 0;
-    Py_buffer views[TT_WRITE_CHUNK];
-    tt_pkt pkts[TT_WRITE_CHUNK];
+    PyObject *arg;
+    Py_ssize_t i;
 
     if (nargs != 1) {
         PyErr_Format(PyExc_TypeError, "write_batch() takes exactly one positional argument "
@@ -360,80 +462,65 @@ Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
         }
     }
 
-    if (tt_check_open(self) < 0) {
+    return tt_write_batch(self, arg, 0, 0);
+}
+
+TT_DOC(Device__try_write_batch__doc__,
+"_try_write_batch($self, packets, start=0, /)\n--\n\n"
+"write_batch() of packets[start:] that never waits: returns how many were written,\n"
+"or -1 instead of raising BlockingIOError when the first write finds the send\n"
+"buffer full (tuntap.asyncio's try-first path). A short count means a later write\n"
+"found it full or failed (the next call reports the error).");
+
+PyObject *
+Device__try_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t start = 0;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "_try_write_batch() takes 1 or 2 arguments (%zd given)",
+                     nargs);
         return NULL;
     }
-    if (Py_TYPE(arg) == self->batch_type) {
-        PacketBatchObject *b = (PacketBatchObject *)arg;
-        if (b->count == 0) {
-            return PyLong_FromLong(0);
+    if (nargs == 2) {
+        if (!PyLong_Check(args[1])) {
+            tt_type_error(args[1], "_try_write_batch() start must be int");
+            return NULL;
         }
-        n = tt_write_many(self, NULL, b, 0, b->count);
-        return n < 0 ? NULL : PyLong_FromSsize_t(n);
-    }
-    if (PyObject_CheckBuffer(arg) || PyUnicode_Check(arg)) {
-        tt_type_error(arg, "write_batch() takes a PacketBatch or a sequence of packets "
-                           "(use write() for one packet)");
-        return NULL;
-    }
-    seq = PySequence_Fast(arg, "write_batch() argument must be a PacketBatch or a "
-                               "sequence of bytes-like objects");
-    if (seq == NULL) {
-        return NULL;
-    }
-    n = TT_SEQ_SIZE(seq);
-    /* Check every item first so a bad one raises before anything is written. */
-    for (i = 0; i < n; i++) {
-        PyObject *item = TT_SEQ_ITEM(seq, i);
-        if (!PyObject_CheckBuffer(item)) {
-            tt_type_error(item, "write_batch() item %zd must be a bytes-like object", i);
-            Py_DECREF(seq);
+        start = PyLong_AsSsize_t(args[1]);
+        if (start == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (start < 0) {
+            PyErr_Format(PyExc_ValueError, "start must be >= 0, not %zd", start);
             return NULL;
         }
     }
-    while (total < n) {
-        Py_ssize_t k, chunk = n - total < TT_WRITE_CHUNK ? n - total : TT_WRITE_CHUNK;
-        Py_ssize_t got = 0, w;
-        for (k = 0; k < chunk; k++) {
-            if (PyObject_GetBuffer(TT_SEQ_ITEM(seq, total + k), &views[k],
-                                   PyBUF_SIMPLE) < 0) {
-                break;
-            }
-            pkts[k].data = views[k].buf;
-            pkts[k].len = (size_t)views[k].len;
-            got++;
-        }
-        if (got < chunk) {
-            for (k = 0; k < got; k++) {
-                PyBuffer_Release(&views[k]);
-            }
-            if (total > 0) {
-                PyErr_Clear();
-                break;
-            }
-            Py_DECREF(seq);
-            return NULL;
-        }
-        w = tt_write_many(self, pkts, NULL, total, chunk);
-        for (k = 0; k < chunk; k++) {
-            PyBuffer_Release(&views[k]);
-        }
-        if (w < 0) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (w < total + chunk) {
-            total = w;
-            break;
-        }
-        total = w;
-    }
-    Py_DECREF(seq);
-    return PyLong_FromSsize_t(total);
+    return tt_write_batch(self, args[0], start, TT_OP_TRY);
 }
 
 /* -- the PacketBatch type ------------------------------------------------- */
 
+
+/* OverflowError or MemoryError saying how many bytes were asked for (computed as a
+ * Python int: the product may not fit a Py_ssize_t). Always NULL. */
+static PyObject *
+tt_batch_too_large(PyObject *exc, Py_ssize_t capacity, Py_ssize_t slot_size,
+                   Py_ssize_t headroom)
+{
+    PyObject *cap = PyLong_FromSsize_t(capacity);
+    PyObject *stride = PyLong_FromSsize_t(slot_size + headroom);
+    PyObject *total = cap && stride ? PyNumber_Multiply(cap, stride) : NULL;
+    if (total != NULL) {
+        PyErr_Format(exc, "PacketBatch(capacity=%zd, slot_size=%zd, headroom=%zd) asks "
+                     "for %S bytes (capacity x (slot_size + headroom))%s", capacity,
+                     slot_size, headroom, total,
+                     exc == PyExc_MemoryError ? ": not enough memory" : "");
+    }
+    Py_XDECREF(cap);
+    Py_XDECREF(stride);
+    Py_XDECREF(total);
+    return NULL;
+}
 
 static PyObject *
 PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -462,8 +549,7 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     if (capacity > PY_SSIZE_T_MAX / (slot_size + headroom) ||
         (size_t)capacity > SIZE_MAX / sizeof(uint32_t)) {
-        PyErr_SetString(PyExc_OverflowError, "PacketBatch arena too large");
-        return NULL;
+        return tt_batch_too_large(PyExc_OverflowError, capacity, slot_size, headroom);
     }
     self = (PacketBatchObject *)((allocfunc)PyType_GetSlot(type, Py_tp_alloc))(type, 0);
     if (self == NULL) {
@@ -477,7 +563,7 @@ PacketBatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->sizes = PyMem_RawCalloc((size_t)capacity, sizeof(uint32_t));
     if (self->arena == NULL || self->sizes == NULL) {
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        return tt_batch_too_large(PyExc_MemoryError, capacity, slot_size, headroom);
     }
     return (PyObject *)self;
 }

@@ -1,13 +1,14 @@
 /*
  * control.c: managing the interface behind a Device: the true flags, up/down,
- * persist, owner/group, queues, offloads, MTU/txqueuelen/MAC/ifindex, addresses
- * and link info. SIOC* ioctls go to the device's control socket and rtnetlink
+ * persist, owner/group, queues, offloads, carrier, vnet header byte order,
+ * MTU/txqueuelen/MAC/ifindex, addresses and link info. SIOC* ioctls go to the device's control socket and rtnetlink
  * requests (netlink.c) to the same socket, both through the engine, so a device in
  * another network namespace stays manageable from here.
  */
 #include "_tuntap.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -245,8 +246,44 @@ tt_setqueue(DeviceObject *self, int flag, const char *what)
         return tt_setqueue(self, FLAG, "ioctl(TUNSETQUEUE, " #FLAG ")");            \
     }
 
-TT_QUEUE_METHOD(attach_queue, IFF_ATTACH_QUEUE,
-                "Re-attach this queue of a MULTI_QUEUE device (TUNSETQUEUE IFF_ATTACH_QUEUE).")
+TT_DOC(Device_attach_queue__doc__,
+"attach_queue($self, /)\n--\n\n"
+"Re-attach this queue of a MULTI_QUEUE device (TUNSETQUEUE IFF_ATTACH_QUEUE).");
+
+PyObject *
+Device_attach_queue(DeviceObject *self, PyObject *Py_UNUSED(ignored))
+{
+    const char *what = "ioctl(TUNSETQUEUE, IFF_ATTACH_QUEUE)";
+    struct ifreq ifr;
+    int err;
+
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_ATTACH_QUEUE;
+    if (tt_ioctl_raw(self, 0, TUNSETQUEUE, &ifr, what, &err) >= 0) {
+        Py_RETURN_NONE;
+    }
+    if (err == EFAULT) {
+        /* drivers/net/tun.c: tun_attach re-reads a classic filter (attach_filter())
+         * from user memory, and a failed read leaves EFAULT as the result of an
+         * attach that did happen. TUNGETIFF tells. */
+        int err2;
+        memset(&ifr, 0, sizeof(ifr));
+        if (tt_ioctl_raw(self, 0, TUNGETIFF, &ifr, "ioctl(TUNGETIFF)", &err2) >= 0 &&
+            !(ifr.ifr_flags & IFF_DETACH_QUEUE)) {
+            Py_RETURN_NONE;
+        }
+        if (err2 == 0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (err != 0) {
+        PyErr_Clear();
+        tt_oserror(err, what, self->name,
+                   err == EFAULT || err == EBADFD ? " (the interface was deleted)" : NULL);
+    }
+    return NULL;
+}
+
 TT_QUEUE_METHOD(detach_queue, IFF_DETACH_QUEUE,
                 "Stop this queue receiving packets (TUNSETQUEUE IFF_DETACH_QUEUE). Reads on a\n"
                 "detached queue find nothing; writes still inject packets.")
@@ -454,6 +491,33 @@ Device_get_ifint(DeviceObject *self, void *closure)
     return PyLong_FromLong(ifr.ifr_mtu);
 }
 
+/* SIOCSIFMTU outside [min_mtu, max_mtu] is a bare EINVAL (net/core/dev.c:
+ * dev_validate_mtu): say the range, which rtnetlink reports (IFLA_MIN_MTU,
+ * IFLA_MAX_MTU; for TUN 68..65535, for TAP 68..65521). */
+static int
+tt_set_mtu(DeviceObject *self, struct ifreq *ifr)
+{
+    int mtu = ifr->ifr_mtu, err;
+    tt_linkinfo li;
+    char hint[96];
+
+    snprintf(ifr->ifr_name, IFNAMSIZ, "%s", self->name);
+    if (tt_ioctl_raw(self, 1, SIOCSIFMTU, ifr, "ioctl(SIOCSIFMTU)", &err) >= 0) {
+        return 0;
+    }
+    if (err == 0) {
+        return -1;
+    }
+    hint[0] = '\0';
+    if (err == EINVAL && tt_device_linkinfo(self, &li) == 0 && li.max_mtu > 0) {
+        snprintf(hint, sizeof(hint), " (MTU %d is out of range: %u..%u)", mtu,
+                 li.min_mtu, li.max_mtu);
+    }
+    PyErr_Clear();
+    tt_oserror(err, "ioctl(SIOCSIFMTU)", self->name, hint[0] ? hint : NULL);
+    return -1;
+}
+
 int
 Device_set_ifint(DeviceObject *self, PyObject *value, void *closure)
 {
@@ -463,8 +527,129 @@ Device_set_ifint(DeviceObject *self, PyObject *value, void *closure)
     if (tt_setter_int(value, &ifr.ifr_mtu, a->name, 0) < 0) {
         return -1;
     }
+    if (a == &tt_ifint_mtu) {
+        return tt_set_mtu(self, &ifr);
+    }
     return tt_ifreq(self, a->set, &ifr, a->set_call) < 0 ? -1 : 0;
 }
+
+/* -- carrier --------------------------------------------------------------- */
+
+PyObject *
+Device_get_carrier(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    tt_linkinfo li;
+    if (tt_device_linkinfo(self, &li) < 0) {
+        return NULL;
+    }
+    if (!li.has_carrier) {
+        return tt_oserror(EOPNOTSUPP, "netlink(RTM_GETLINK)", self->name,
+                          " (no IFLA_CARRIER in the reply)");
+    }
+    return PyBool_FromLong(li.carrier);
+}
+
+/* A bool (or an int, as bools are) for a boolean property; 0/1, or -1 with a
+ * TypeError (AttributeError on delete). */
+static int
+tt_setter_bool(PyObject *value, const char *what)
+{
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s", what);
+        return -1;
+    }
+    if (!PyLong_Check(value)) {
+        tt_type_error(value, "%s must be bool", what);
+        return -1;
+    }
+    return PyObject_IsTrue(value);
+}
+
+int
+Device_set_carrier(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int on = tt_setter_bool(value, "carrier"), err;
+    if (on < 0) {
+        return -1;
+    }
+    /* drivers/net/tun.c: tun_net_change_carrier turns the carrier on only while a
+     * queue is attached (tun->numqueues), else EPERM, even for root. */
+    if (tt_ioctl_raw(self, 0, TUNSETCARRIER, &on, "ioctl(TUNSETCARRIER)", &err) >= 0) {
+        return 0;
+    }
+    if (err != 0) {
+        tt_oserror(err, "ioctl(TUNSETCARRIER)", self->name,
+                   err == EPERM ? " (no queue is attached: the kernel turns the carrier "
+                                  "on only while one is; attach_queue() first)"
+                                : NULL);
+    }
+    return -1;
+}
+
+/* -- vnet header byte order ------------------------------------------------- */
+
+#ifdef TUNSETVNETLE
+PyObject *
+Device_get_vnet_le(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    int le = 0;
+    if (tt_ioctl(self, 0, TUNGETVNETLE, &le, "ioctl(TUNGETVNETLE)") < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(le != 0);
+}
+
+int
+Device_set_vnet_le(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int on = tt_setter_bool(value, "vnet_le");
+    if (on < 0) {
+        return -1;
+    }
+    return tt_ioctl(self, 0, TUNSETVNETLE, &on, "ioctl(TUNSETVNETLE)") < 0 ? -1 : 0;
+}
+#endif
+
+#ifdef TUNSETVNETBE
+/* Without CONFIG_TUN_VNET_CROSS_LE the kernel answers both TUNGETVNETBE and
+ * TUNSETVNETBE with EINVAL (drivers/net/tun_vnet.h: tun_get_vnet_be): headers are
+ * then never big-endian on a little-endian host. */
+#define TT_NO_CROSS_LE " (this kernel was built without CONFIG_TUN_VNET_CROSS_LE: " \
+                       "vnet headers stay in the host's byte order or little-endian)"
+
+PyObject *
+Device_get_vnet_be(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    int be = 0, err;
+    if (tt_ioctl_raw(self, 0, TUNGETVNETBE, &be, "ioctl(TUNGETVNETBE)", &err) < 0) {
+        if (err == EINVAL) {
+            Py_RETURN_FALSE;
+        }
+        return err ? tt_oserror(err, "ioctl(TUNGETVNETBE)", self->name, NULL) : NULL;
+    }
+    return PyBool_FromLong(be != 0);
+}
+
+int
+Device_set_vnet_be(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int on = tt_setter_bool(value, "vnet_be"), err;
+    if (on < 0) {
+        return -1;
+    }
+    if (tt_ioctl_raw(self, 0, TUNSETVNETBE, &on, "ioctl(TUNSETVNETBE)", &err) >= 0) {
+        return 0;
+    }
+    if (err == EINVAL && !on) {
+        return 0; /* already off: it can never be on */
+    }
+    if (err != 0) {
+        tt_oserror(err, "ioctl(TUNSETVNETBE)", self->name,
+                   err == EINVAL ? TT_NO_CROSS_LE : NULL);
+    }
+    return -1;
+}
+#endif
 
 PyObject *
 Device_get_hwaddr(DeviceObject *self, void *Py_UNUSED(closure))
@@ -567,6 +752,32 @@ Device_set_vnet_hdr_size(DeviceObject *self, PyObject *value, void *Py_UNUSED(cl
     return tt_update_hdr_len(self, flags);
 }
 
+/* The send buffer of the device's socket: how many bytes of written packets the
+ * kernel may hold before a write waits (EAGAIN in non-blocking mode). tun_chr_open
+ * sets sk_sndbuf to INT_MAX, so by default a TUN write never pushes back; each
+ * written skb is charged to it until freed, which for IP packets is soon (ip_rcv_core
+ * orphans them) and for frames a bridge queues behind a slow port is later
+ * (drivers/net/tun.c: TUNSETSNDBUF refuses <= 0 with EINVAL, tun_set_sndbuf). */
+PyObject *
+Device_get_sndbuf(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    int v = 0;
+    if (tt_ioctl(self, 0, TUNGETSNDBUF, &v, "ioctl(TUNGETSNDBUF)") < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(v);
+}
+
+int
+Device_set_sndbuf(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int v;
+    if (tt_setter_int(value, &v, "sndbuf", 1) < 0) {
+        return -1;
+    }
+    return tt_ioctl(self, 0, TUNSETSNDBUF, &v, "ioctl(TUNSETSNDBUF)") < 0 ? -1 : 0;
+}
+
 PyObject *
 Device_get_header_size(DeviceObject *self, void *Py_UNUSED(closure))
 {
@@ -574,85 +785,4 @@ Device_get_header_size(DeviceObject *self, void *Py_UNUSED(closure))
         return NULL;
     }
     return PyLong_FromLong(self->hdr_len);
-}
-
-/* -- list_devices() -------------------------------------------------------- */
-
-static PyObject *
-tt_linkinfo_tuple(const tt_linkinfo *li)
-{
-    PyObject *owner = li->owner >= 0 ? PyLong_FromLongLong(li->owner) : Py_NewRef(Py_None);
-    PyObject *group = li->group >= 0 ? PyLong_FromLongLong(li->group) : Py_NewRef(Py_None);
-    PyObject *t = NULL;
-    int flags = li->type;
-
-    if (owner == NULL || group == NULL) {
-        goto done;
-    }
-    if (!li->pi) {
-        flags |= IFF_NO_PI;
-    }
-    if (li->vnet_hdr) {
-        flags |= IFF_VNET_HDR;
-    }
-    if (li->multi_queue) {
-        flags |= IFF_MULTI_QUEUE;
-    }
-    if (li->persist) {
-        flags |= IFF_PERSIST;
-    }
-    t = Py_BuildValue("(siiOOOII)", li->name, li->ifindex, flags, owner, group,
-                      li->persist ? Py_True : Py_False, li->num_queues,
-                      li->num_disabled_queues);
-done:
-    Py_XDECREF(owner);
-    Py_XDECREF(group);
-    return t;
-}
-
-/* A dump of every link on a fresh socket in the calling thread's namespace. */
-static ssize_t
-tt_dump_links_impl(tt_op *op)
-{
-    tt_linklist *ll = op->ctx;
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), r, err;
-    if (fd < 0) {
-        return -1;
-    }
-    ll->n = 0;
-    r = tt_nl_getlinks(fd, 0, ll);
-    err = errno;
-    close(fd);
-    errno = err;
-    return r;
-}
-
-TT_DOC(tt_list_links__doc__,
-"_list_links($module, /)\n--\n\n"
-"Every TUN/TAP interface in the calling thread's network namespace, from\n"
-"rtnetlink: (name, ifindex, flags, owner, group, persistent, queues,\n"
-"disabled_queues) tuples.");
-
-PyObject *
-tt_list_links(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
-{
-    tt_linklist ll = {0};
-    tt_op op = {.impl = tt_dump_links_impl, .ctx = &ll};
-    PyObject *list = NULL;
-    size_t i;
-
-    if (tt_call(NULL, &op) < 0) {
-        free(ll.items);
-        return op.err ? tt_oserror(op.err, "netlink(RTM_GETLINK)", NULL, NULL) : NULL;
-    }
-    list = PyList_New(0);
-    for (i = 0; list != NULL && i < ll.n; i++) {
-        PyObject *t = tt_linkinfo_tuple(&ll.items[i]);
-        if (t == NULL || PyList_Append(list, t) < 0) {
-            Py_CLEAR(list);
-        }
-        Py_XDECREF(t);
-    }
-    free(ll.items);
-    return list;
 }

@@ -79,17 +79,19 @@ tt_get_write_buffer(PyObject *obj, Py_buffer *view, const char *fname)
     return 0;
 }
 
-/* Move one packet through the buffer, release it, and return the byte count. */
+/* Move one packet through the buffer, release it, and return the byte count
+ * (flags TT_OP_TRY: -1 on EAGAIN instead of BlockingIOError). */
 static inline PyObject *
-tt_io_view(DeviceObject *self, int is_write, Py_buffer *view)
+tt_io_view(DeviceObject *self, int is_write, Py_buffer *view, int flags)
 {
-    Py_ssize_t n = tt_io(self, is_write, view->buf, (size_t)view->len);
+    Py_ssize_t n = tt_io_ex(self, is_write, view->buf, (size_t)view->len, flags);
     PyBuffer_Release(view);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
 }
 
+/* readinto() and _try_readinto(). */
 static PyObject *
-Device_readinto(DeviceObject *self, PyObject *arg)
+tt_readinto(DeviceObject *self, PyObject *arg, int flags)
 {
     Py_buffer view;
 
@@ -108,7 +110,24 @@ Device_readinto(DeviceObject *self, PyObject *arg)
         PyBuffer_Release(&view);
         return NULL;
     }
-    return tt_io_view(self, 0, &view);
+    return tt_io_view(self, 0, &view, flags);
+}
+
+static PyObject *
+Device_readinto(DeviceObject *self, PyObject *arg)
+{
+    return tt_readinto(self, arg, 0);
+}
+
+PyDoc_STRVAR(Device__try_readinto__doc__,
+"_try_readinto($self, buffer, /)\n--\n\n"
+"readinto() that never waits and returns -1 instead of raising BlockingIOError\n"
+"when nothing is queued (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_readinto(DeviceObject *self, PyObject *arg)
+{
+    return tt_readinto(self, arg, TT_OP_TRY);
 }
 
 PyDoc_STRVAR(Device_read__doc__,
@@ -116,8 +135,9 @@ PyDoc_STRVAR(Device_read__doc__,
 "Read one packet and return it as bytes (at most size bytes; a longer packet is\n"
 "truncated by the kernel). Allocates one bytes object; readinto() does not.");
 
+/* read() and _try_read() (flags TT_OP_TRY: None on EAGAIN). */
 static PyObject *
-Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+tt_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs, int flags)
 {
     Py_ssize_t size = 65536, n;
     PyObject *buf;
@@ -150,10 +170,10 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (buf == NULL) {
         return NULL;
     }
-    n = tt_io(self, 0, PyBytes_AS_STRING(buf), (size_t)size);
+    n = tt_io_ex(self, 0, PyBytes_AS_STRING(buf), (size_t)size, flags);
     if (n < 0) {
         Py_DECREF(buf);
-        return NULL;
+        return n == -1 ? NULL : Py_NewRef(Py_None);
     }
 #ifdef Py_LIMITED_API
     if (n != size) {
@@ -169,6 +189,23 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     return buf;
 }
 
+static PyObject *
+Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return tt_read(self, args, nargs, 0);
+}
+
+PyDoc_STRVAR(Device__try_read__doc__,
+"_try_read($self, size=65536, /)\n--\n\n"
+"read() that never waits and returns None instead of raising BlockingIOError\n"
+"when nothing is queued (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return tt_read(self, args, nargs, TT_OP_TRY);
+}
+
 PyDoc_STRVAR(Device_write__doc__,
 "write($self, data, /)\n--\n\n"
 "Write one packet (a bytes-like object) and return the number of bytes written.\n"
@@ -176,8 +213,9 @@ PyDoc_STRVAR(Device_write__doc__,
 "Raises the kernel's OSError for a malformed packet (EINVAL) or while the\n"
 "interface is down (EIO).");
 
+/* write() and _try_write(). */
 static PyObject *
-Device_write(DeviceObject *self, PyObject *arg)
+tt_write(DeviceObject *self, PyObject *arg, int flags)
 {
     Py_buffer view;
 
@@ -192,7 +230,24 @@ Device_write(DeviceObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
         return NULL;
     }
-    return tt_io_view(self, 1, &view);
+    return tt_io_view(self, 1, &view, flags);
+}
+
+static PyObject *
+Device_write(DeviceObject *self, PyObject *arg)
+{
+    return tt_write(self, arg, 0);
+}
+
+PyDoc_STRVAR(Device__try_write__doc__,
+"_try_write($self, data, /)\n--\n\n"
+"write() that never waits and returns -1 instead of raising BlockingIOError\n"
+"when the device's send buffer is full (tuntap.asyncio's try-first path).");
+
+static PyObject *
+Device__try_write(DeviceObject *self, PyObject *arg)
+{
+    return tt_write(self, arg, TT_OP_TRY);
 }
 
 /* -- fd and modes --------------------------------------------------------- */
@@ -343,6 +398,11 @@ static PyMethodDef Device_methods[] = {
     TT_M(write, METH_O),
     TT_M(read_batch, METH_O),
     TT_M(write_batch, METH_FASTCALL | METH_KEYWORDS),
+    TT_M(_try_readinto, METH_O),
+    TT_M(_try_read, METH_FASTCALL),
+    TT_M(_try_write, METH_O),
+    TT_M(_try_read_batch, METH_O),
+    TT_M(_try_write_batch, METH_FASTCALL),
     TT_M(fileno, METH_NOARGS),
     TT_M(close, METH_NOARGS),
     TT_M(detach, METH_NOARGS),
@@ -360,6 +420,11 @@ static PyMethodDef Device_methods[] = {
     TT_M(detach_queue, METH_NOARGS),
     TT_M(set_offload, METH_O),
     TT_M(_address, METH_VARARGS),
+    TT_M(set_steering_program, METH_O),
+    TT_M(set_filter_program, METH_O),
+    TT_M(attach_filter, METH_O),
+    TT_M(detach_filter, METH_NOARGS),
+    TT_M(set_mac_filter, METH_VARARGS | METH_KEYWORDS),
     {NULL, NULL, 0, NULL},
 };
 
@@ -382,9 +447,26 @@ static PyGetSetDef Device_getset[] = {
     {"coalesce_disabled", (getter)Device_get_coalesce_disabled, NULL,
      "The merges write_batch(coalesce=True) no longer tries on this device because the "
      "kernel refused one with EINVAL: a frozenset of 'tcp' and 'udp'.", NULL},
+    {"sndbuf", (getter)Device_get_sndbuf, (setter)Device_set_sndbuf,
+     "Bytes of written packets the kernel may hold in flight before a write waits "
+     "(TUNGETSNDBUF/TUNSETSNDBUF; INT_MAX by default).", NULL},
     {"header_size", (getter)Device_get_header_size, NULL,
      "Bytes in front of every packet read or written: packet info (4) plus the vnet "
      "header.", NULL},
+    {"carrier", (getter)Device_get_carrier, (setter)Device_set_carrier,
+     "Whether the link has carrier (rtnetlink IFLA_CARRIER; set with TUNSETCARRIER). "
+     "Off, the kernel sends nothing to the device. Turning it on needs an attached "
+     "queue (PermissionError otherwise).", NULL},
+#ifdef TUNSETVNETLE
+    {"vnet_le", (getter)Device_get_vnet_le, (setter)Device_set_vnet_le,
+     "Vnet headers in little-endian order whatever the host's (TUNSETVNETLE; "
+     "virtio 1.0 devices).", NULL},
+#endif
+#ifdef TUNSETVNETBE
+    {"vnet_be", (getter)Device_get_vnet_be, (setter)Device_set_vnet_be,
+     "Legacy vnet headers in big-endian order (TUNSETVNETBE); a kernel without "
+     "CONFIG_TUN_VNET_CROSS_LE refuses True with OSError(EINVAL).", NULL},
+#endif
     {NULL, NULL, NULL, NULL, NULL},
 };
 

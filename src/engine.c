@@ -127,7 +127,9 @@ tt_raise(DeviceObject *self, const tt_op *op, ssize_t r, int err)
     }
     else if (err == EAGAIN && op->events != 0) {
         /* OSError(EAGAIN, ...) is BlockingIOError */
-        tt_oserror(EAGAIN, call, self->name, " (nothing queued, non-blocking mode)");
+        tt_oserror(EAGAIN, call, self->name,
+                   op->events == POLLOUT ? " (send buffer full, non-blocking mode)"
+                                         : " (nothing queued, non-blocking mode)");
     }
     else if (err == EFAULT || err == EBADFD) {
         /* drivers/net/tun.c: tun_detach on unregister wakes readers with EFAULT; the
@@ -179,7 +181,8 @@ tt_call(DeviceObject *self, tt_op *op)
     for (;;) {
         ssize_t r;
         int err, wakefd;
-        int64_t timeout_ns = self->timeout_ns; /* a signal handler may change it */
+        /* a signal handler may change it; TT_OP_TRY never waits */
+        int64_t timeout_ns = (op->flags & TT_OP_TRY) ? 0 : self->timeout_ns;
         if (self->fd < 0) {
             if (op->progress > 0) {
                 return op->progress;
@@ -210,6 +213,10 @@ tt_call(DeviceObject *self, tt_op *op)
         }
         if (op->progress > 0) {
             return op->progress; /* like send(): report what was done */
+        }
+        if (r == TT_ERR && err == EAGAIN && (op->flags & TT_OP_TRY)) {
+            op->err = EAGAIN;
+            return -1;
         }
         if (r == TT_ERR && (op->flags & TT_OP_RAW)) {
             op->err = err;
@@ -282,6 +289,18 @@ tt_ioctl(DeviceObject *self, int on_ctl, unsigned long req, void *arg, const cha
 }
 
 int
+tt_ioctl_raw(DeviceObject *self, int on_ctl, unsigned long req, void *arg,
+             const char *what, int *err)
+{
+    tt_ioctl_ctx c = {req, arg};
+    tt_op op = {.impl = tt_ioctl_impl, .syscall = what,
+                .flags = TT_OP_RAW | (on_ctl ? TT_OP_CTL : 0), .ctx = &c};
+    int r = (int)tt_call(self, &op);
+    *err = r < 0 ? op.err : 0;
+    return r;
+}
+
+int
 tt_ifreq(DeviceObject *self, unsigned long req, struct ifreq *ifr, const char *what)
 {
     snprintf(ifr->ifr_name, IFNAMSIZ, "%s", self->name);
@@ -308,11 +327,18 @@ tt_write_impl(tt_op *op)
 }
 
 Py_ssize_t
-tt_io(DeviceObject *self, int is_write, void *buf, size_t len)
+tt_io_ex(DeviceObject *self, int is_write, void *buf, size_t len, int flags)
 {
     tt_rw_ctx c = {buf, len};
     tt_op op = {.impl = is_write ? tt_write_impl : tt_read_impl,
                 .syscall = is_write ? "write()" : "read()",
-                .events = is_write ? POLLOUT : POLLIN, .ctx = &c};
-    return tt_call(self, &op);
+                .events = is_write ? POLLOUT : POLLIN, .flags = flags, .ctx = &c};
+    Py_ssize_t n = tt_call(self, &op);
+    return n < 0 && op.err == EAGAIN ? -2 : n;
+}
+
+Py_ssize_t
+tt_io(DeviceObject *self, int is_write, void *buf, size_t len)
+{
+    return tt_io_ex(self, is_write, buf, len, 0);
 }

@@ -36,6 +36,39 @@ tt_nl_next_seq(void)
     ((len) -= RTA_ALIGN((rta)->rta_len),                                            \
      (const struct rtattr *)(((const char *)(rta)) + RTA_ALIGN((rta)->rta_len)))
 
+static unsigned
+tt_rta_u32(const struct rtattr *rta)
+{
+    uint32_t v = 0;
+    if (RTA_PAYLOAD(rta) >= sizeof(v)) {
+        memcpy(&v, RTA_DATA(rta), sizeof(v));
+    }
+    return v;
+}
+
+static unsigned
+tt_rta_u8(const struct rtattr *rta)
+{
+    return RTA_PAYLOAD(rta) >= 1 ? *(const uint8_t *)RTA_DATA(rta) : 0;
+}
+
+/* A string attribute into out[size]: at most its payload, cut at its first NUL, always
+ * NUL-terminated (the kernel's strings need not carry their NUL). */
+static void
+tt_rta_str(const struct rtattr *rta, char *out, size_t size)
+{
+    size_t n = RTA_PAYLOAD(rta);
+    const char *p = RTA_DATA(rta), *nul = memchr(p, 0, n);
+    if (nul != NULL) {
+        n = (size_t)(nul - p);
+    }
+    if (n > size - 1) {
+        n = size - 1;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
 int
 tt_nl_addattr(struct nlmsghdr *h, size_t cap, int type, const void *data, size_t len)
 {
@@ -97,7 +130,7 @@ int
 tt_nl_parse_link(const struct nlmsghdr *h, tt_linkinfo *li)
 {
     const struct ifinfomsg *ifi = NLMSG_DATA(h);
-    const struct rtattr *rta, *sub;
+    const struct rtattr *rta, *sub, *data = NULL;
     int len, sublen;
 
     memset(li, 0, sizeof(*li));
@@ -109,27 +142,44 @@ tt_nl_parse_link(const struct nlmsghdr *h, tt_linkinfo *li)
     rta = (const struct rtattr *)((const char *)ifi + NLMSG_ALIGN(sizeof(*ifi)));
     len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*ifi));
     for (; TT_RTA_OK(rta, len); rta = TT_RTA_NEXT(rta, len)) {
-        if (rta->rta_type == IFLA_IFNAME) {
-            /* The attribute need not be NUL-terminated: copy at most its payload. */
-            size_t n = RTA_PAYLOAD(rta);
-            snprintf(li->name, IFNAMSIZ, "%.*s", (int)(n < IFNAMSIZ ? n : IFNAMSIZ),
-                     (const char *)RTA_DATA(rta));
-        }
-        else if (rta->rta_type == IFLA_LINKINFO) {
+        switch (rta->rta_type) {
+        case IFLA_IFNAME:
+            tt_rta_str(rta, li->name, IFNAMSIZ);
+            break;
+        case IFLA_CARRIER:
+            li->carrier = (int)tt_rta_u8(rta);
+            li->has_carrier = RTA_PAYLOAD(rta) >= 1;
+            break;
+        case IFLA_MTU:
+            li->mtu = tt_rta_u32(rta);
+            break;
+        case IFLA_MIN_MTU:
+            li->min_mtu = tt_rta_u32(rta);
+            break;
+        case IFLA_MAX_MTU:
+            li->max_mtu = tt_rta_u32(rta);
+            break;
+        case IFLA_LINKINFO:
             sub = RTA_DATA(rta);
             sublen = (int)RTA_PAYLOAD(rta);
             for (; TT_RTA_OK(sub, sublen); sub = TT_RTA_NEXT(sub, sublen)) {
                 if (sub->rta_type == IFLA_INFO_KIND) {
                     /* "tun" with or without its NUL (drivers/net/tun.c: DRV_NAME). */
-                    size_t n = RTA_PAYLOAD(sub);
-                    li->is_tun = (n == 3 || (n == 4 && ((const char *)RTA_DATA(sub))[3] == 0))
-                                 && memcmp(RTA_DATA(sub), "tun", 3) == 0;
+                    tt_rta_str(sub, li->kind, sizeof(li->kind));
+                    li->is_tun = strcmp(li->kind, "tun") == 0;
                 }
                 else if (sub->rta_type == IFLA_INFO_DATA) {
-                    tt_parse_tun_data(RTA_DATA(sub), (int)RTA_PAYLOAD(sub), li);
+                    data = sub;
                 }
             }
+            break;
+        default:
+            break;
         }
+    }
+    /* Another kind's IFLA_INFO_DATA holds its own attributes (IFLA_BR_*, ...). */
+    if (li->is_tun && data != NULL) {
+        tt_parse_tun_data(RTA_DATA(data), (int)RTA_PAYLOAD(data), li);
     }
     return 0;
 }
@@ -143,7 +193,7 @@ tt_nl_collect_link(const struct nlmsghdr *h, void *arg)
     if (h->nlmsg_type != RTM_NEWLINK || tt_nl_parse_link(h, &li) < 0) {
         return 0;
     }
-    if (!li.is_tun || (ll->want_index && li.ifindex != ll->want_index)) {
+    if ((!li.is_tun && !ll->keep_all) || (ll->want_index && li.ifindex != ll->want_index)) {
         return 0;
     }
     if (ll->n == ll->cap) {
@@ -306,4 +356,54 @@ tt_nl_getlinks(int fd, int ifindex, tt_linklist *ll)
     ll->want_index = ifindex > 0 ? ifindex : 0;
     return tt_nl_transact(fd, tt_nl_build_getlink(&req, ifindex, tt_nl_next_seq()),
                           tt_nl_collect_link, ll);
+}
+
+struct nlmsghdr *
+tt_nl_build_getlink_name(void *buf, const char *name, uint32_t seq)
+{
+    struct nlmsghdr *h;
+    size_t n = strnlen(name, IFNAMSIZ);
+
+    if (n == 0 || n >= IFNAMSIZ) {
+        return NULL;
+    }
+    h = tt_nl_build_getlink(buf, 0, seq);
+    /* By name: ifi_index 0 and IFLA_IFNAME (net/core/rtnetlink.c: rtnl_getlink);
+     * one reply and no DONE, so ask for the ACK as for one ifindex. */
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    if (tt_nl_addattr(h, TT_NL_GETLINK_SIZE, IFLA_IFNAME, name, n + 1) < 0) {
+        return NULL;
+    }
+    return h;
+}
+
+int
+tt_nl_getlink_name(int fd, const char *name, tt_linkinfo *out)
+{
+    union {
+        struct nlmsghdr h;
+        char buf[TT_NL_GETLINK_SIZE];
+    } req;
+    tt_linklist ll = {0};
+    struct nlmsghdr *h = tt_nl_build_getlink_name(&req, name, tt_nl_next_seq());
+    int r;
+
+    if (h == NULL) {
+        return 0; /* no interface can have that name */
+    }
+    ll.keep_all = 1;
+    r = tt_nl_transact(fd, h, tt_nl_collect_link, &ll);
+    if (r < 0) {
+        int err = errno;
+        free(ll.items);
+        errno = err;
+        return err == ENODEV ? 0 : -1;
+    }
+    if (ll.n == 0) {
+        free(ll.items);
+        return 0;
+    }
+    *out = ll.items[0];
+    free(ll.items);
+    return 1;
 }

@@ -33,6 +33,9 @@ typedef struct {
     int has_pi;             /* IFLA_TUN_PI was present */
     long long owner, group; /* -1: none */
     unsigned num_queues, num_disabled_queues;
+    int carrier, has_carrier; /* IFLA_CARRIER: the link has carrier (TUNSETCARRIER) */
+    unsigned mtu, min_mtu, max_mtu; /* IFLA_MTU, IFLA_MIN_MTU, IFLA_MAX_MTU; 0: absent */
+    char kind[16];          /* IFLA_INFO_KIND ("tun", "veth", ...); "" when none (lo) */
     char name[IFNAMSIZ];
 } tt_linkinfo;
 
@@ -41,6 +44,7 @@ typedef struct {
     tt_linkinfo *items;
     size_t n, cap;
     int want_index; /* keep only this ifindex (0: all) */
+    int keep_all;   /* keep links of every kind, not only TUN/TAP */
 } tt_linklist;
 
 /* Called for each reply message of the request's sequence number that is not
@@ -66,7 +70,7 @@ int tt_nl_parse(const void *buf, size_t len, uint32_t seq, tt_nl_cb cb, void *ar
  * link message. */
 int tt_nl_parse_link(const struct nlmsghdr *h, tt_linkinfo *li);
 
-/* tt_nl_cb that appends TUN/TAP links (arg: tt_linklist *). */
+/* tt_nl_cb that appends TUN/TAP links (every link with keep_all; arg: tt_linklist *). */
 int tt_nl_collect_link(const struct nlmsghdr *h, void *arg);
 
 /* Send `req` on the NETLINK_ROUTE socket `fd` and read replies until the ACK or
@@ -76,8 +80,13 @@ int tt_nl_transact(int fd, struct nlmsghdr *req, tt_nl_cb cb, void *arg);
 
 /* RTM_GETLINK request for one ifindex (> 0, with an ACK) or a dump (0), stats
  * skipped. `buf` must hold TT_NL_GETLINK_SIZE bytes. */
-#define TT_NL_GETLINK_SIZE 64
+#define TT_NL_GETLINK_SIZE 96
 struct nlmsghdr *tt_nl_build_getlink(void *buf, int ifindex, uint32_t seq);
+
+/* RTM_GETLINK request (with an ACK) for the interface called `name` (IFLA_IFNAME,
+ * any kind of link). `buf` must hold TT_NL_GETLINK_SIZE bytes. NULL if name is
+ * empty or longer than IFNAMSIZ - 1 bytes. */
+struct nlmsghdr *tt_nl_build_getlink_name(void *buf, const char *name, uint32_t seq);
 
 /* RTM_NEWADDR (add, create-exclusive) or RTM_DELADDR request for an address of
  * `alen` bytes (4 or 16) with IFA_LOCAL = addr and IFA_ADDRESS = peer (or addr:
@@ -91,5 +100,9 @@ struct nlmsghdr *tt_nl_build_addr(void *buf, int add, int family, int ifindex,
 
 /* Both in one: the links of `ifindex` (or all) into `ll`. */
 int tt_nl_getlinks(int fd, int ifindex, tt_linklist *ll);
+
+/* The interface called `name`, of any kind, into *out. Returns 1 when found, 0
+ * when there is none (the kernel's ENODEV), -1 with errno on any other error. */
+int tt_nl_getlink_name(int fd, const char *name, tt_linkinfo *out);
 
 #endif /* TT_NETLINK_H */

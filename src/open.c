@@ -19,6 +19,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
+#include <linux/virtio_net.h>
+
+#include "netlink.h"
 
 #define TT_NETNS_DIR "/var/run/netns/"
 #define TT_SELF_NETNS "/proc/thread-self/ns/net"
@@ -119,10 +122,7 @@ tt_open_ro_impl(tt_op *op)
     return c->fd;
 }
 
-/* GIL held. netns given as a name under /var/run/netns, a path or an open fd.
- * Returns an fd to setns() into (owned when *owned), -1 for none (None), or -2
- * with an exception. `label` gets what to call it in messages. */
-static int
+int
 tt_resolve_netns(PyObject *netns, int *owned, char *label, size_t labelsize)
 {
     PyObject *path = NULL;
@@ -183,38 +183,150 @@ tt_resolve_netns(PyObject *netns, int *owned, char *label, size_t labelsize)
     return fd;
 }
 
+int
+tt_netns_socket(int nsfd, const char **what)
+{
+    int saved = -1, fd, err, r;
+
+    if (nsfd >= 0) {
+        r = tt_netns_enter(nsfd, &saved);
+        if (r < 0) {
+            *what = r == -1 ? "open(/proc/thread-self/ns/net)" : "setns(CLONE_NEWNET)";
+            return -1;
+        }
+    }
+    *what = "socket(AF_NETLINK)";
+    fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    err = errno;
+    if (saved >= 0 && tt_netns_leave(saved) < 0) {
+        err = errno;
+        *what = "setns(CLONE_NEWNET) back";
+        if (fd >= 0) {
+            close(fd);
+        }
+        fd = -1;
+    }
+    errno = err;
+    return fd;
+}
+
 /* -- Device() -------------------------------------------------------------- */
 
 /* Steps of opening a device, to name the failing syscall. */
 enum {
     TT_STEP_SAVENS, TT_STEP_SETNS, TT_STEP_OPEN, TT_STEP_SETIFF, TT_STEP_GETIFF,
-    TT_STEP_SOCKET, TT_STEP_PERSIST, TT_STEP_BACK,
+    TT_STEP_SOCKET, TT_STEP_MISMATCH, TT_STEP_OFFLOAD, TT_STEP_VNETHDRSZ,
+    TT_STEP_PERSIST, TT_STEP_BACK,
 };
 static const char *const tt_open_steps[] = {
     "open(/proc/thread-self/ns/net)", "setns(CLONE_NEWNET)", "open()",
-    "ioctl(TUNSETIFF)", "ioctl(TUNGETIFF)", "socket(AF_NETLINK)", "ioctl(TUNSETPERSIST)",
+    "ioctl(TUNSETIFF)", "ioctl(TUNGETIFF)", "socket(AF_NETLINK)", "ioctl(TUNSETIFF)",
+    "ioctl(TUNSETOFFLOAD)", "ioctl(TUNSETVNETHDRSZ)", "ioctl(TUNSETPERSIST)",
     "setns(CLONE_NEWNET) back",
 };
 
 typedef struct {
     const char *path;
-    int nsfd, persist;
+    int nsfd, persist, req;  /* req: the flags asked for */
     struct ifreq *ifr;
     int fd, ctl, step;
+    /* What the failure looked like from inside the namespace: whether the name
+     * exists (found), and what it is (li); for TT_STEP_MISMATCH, the device's
+     * packet info and VNET_HDR (li.pi, li.vnet_hdr). */
+    int found;
+    tt_linkinfo li;
 } tt_open_ctx;
 
+/* No GIL. Look up the interface c->ifr->ifr_name (in the namespace the thread is
+ * in) to explain a refusal; errno is kept. */
+static void
+tt_open_diagnose(tt_open_ctx *c, const char *name)
+{
+    int err = errno, fd;
+    const char *what;
+
+    c->found = 0;
+    if (name[0] == '\0' || strchr(name, '%') != NULL) {
+        return; /* a template names no existing interface */
+    }
+    fd = tt_netns_socket(-1, &what);
+    if (fd >= 0) {
+        c->found = tt_nl_getlink_name(fd, name, &c->li) == 1;
+        close(fd);
+    }
+    errno = err;
+}
+
+/* No GIL. After a successful attach: make the fd receive what the Device reports.
+ *
+ * The framing flags, the offload mask, the vnet header size and byte order are
+ * device-wide (drivers/net/tun.c: tun_set_iff). A queue joining a MULTI_QUEUE
+ * device that already has queues gets the device's flags, not the ones it asked
+ * for: refuse that when packet info or VNET_HDR differ (TT_STEP_MISMATCH, EINVAL).
+ * Every other open replaces the flags, and the state the previous owner of a
+ * persistent device left would leak into this fd: offloads without VNET_HDR hand
+ * out super-packets and partial checksums nothing marks. So a fd without VNET_HDR
+ * always starts with no offloads, and the first fd with VNET_HDR from the
+ * defaults (no offloads, 10-byte header, native byte order). A joining queue with
+ * VNET_HDR keeps what the queues before it set. 0, or -1 with errno and c->step. */
+static int
+tt_open_settle(tt_open_ctx *c)
+{
+    int flags = c->ifr->ifr_flags, joined = 0, zero = 0, hdrsz = (int)sizeof(struct virtio_net_hdr);
+
+    if (flags & IFF_MULTI_QUEUE) {
+        tt_linkinfo li;
+        if (tt_nl_getlink_name(c->ctl, c->ifr->ifr_name, &li) == 1 && li.has_pi) {
+            joined = li.num_queues + li.num_disabled_queues > 1;
+            if (joined && (li.pi == ((c->req & IFF_NO_PI) != 0) ||
+                           !(flags & IFF_VNET_HDR) != !(c->req & IFF_VNET_HDR))) {
+                c->li = li;
+                c->li.vnet_hdr = (flags & IFF_VNET_HDR) != 0;
+                c->step = TT_STEP_MISMATCH;
+                errno = EINVAL;
+                return -1;
+            }
+        }
+        else {
+            joined = 1; /* unknown: leave a VNET_HDR device's state alone */
+        }
+    }
+    if (!(flags & IFF_VNET_HDR) || !joined) {
+        c->step = TT_STEP_OFFLOAD;
+        if (ioctl(c->fd, TUNSETOFFLOAD, 0UL) < 0) {
+            return -1;
+        }
+    }
+    if ((flags & IFF_VNET_HDR) && !joined) {
+        c->step = TT_STEP_VNETHDRSZ;
+        if (ioctl(c->fd, TUNSETVNETHDRSZ, &hdrsz) < 0) {
+            return -1;
+        }
+        /* Without CONFIG_TUN_VNET_CROSS_LE, TUNSETVNETBE is EINVAL: nothing to undo. */
+        (void)ioctl(c->fd, TUNSETVNETLE, &zero);
+#ifdef TUNSETVNETBE
+        (void)ioctl(c->fd, TUNSETVNETBE, &zero);
+#endif
+    }
+    return 0;
+}
+
 /* Optionally enter the namespace, open the path, TUNSETIFF, read the name back,
- * open the control socket there, TUNSETPERSIST, leave the namespace. On failure
- * everything is undone (so the engine may call it again after EINTR) and
- * c->step names the failing call. */
+ * open the control socket there, settle the device state (tt_open_settle),
+ * TUNSETPERSIST, leave the namespace. On failure everything is undone (so the
+ * engine may call it again after EINTR), c->step names the failing call, and a
+ * refused TUNSETIFF is looked into (tt_open_diagnose). */
 static ssize_t
 tt_open_impl(tt_op *op)
 {
     tt_open_ctx *c = op->ctx;
     int saved = -1, err = 0, r;
+    char name[IFNAMSIZ];
 
     c->fd = c->ctl = -1;
+    c->found = 0;
     c->step = TT_STEP_SAVENS;
+    memcpy(name, c->ifr->ifr_name, IFNAMSIZ);
     if (c->nsfd >= 0) {
         r = tt_netns_enter(c->nsfd, &saved);
         if (r < 0) {
@@ -231,13 +343,16 @@ tt_open_impl(tt_op *op)
             if (ioctl(c->fd, TUNGETIFF, c->ifr) == 0) {
                 c->step = TT_STEP_SOCKET;
                 c->ctl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-                if (c->ctl >= 0) {
+                if (c->ctl >= 0 && tt_open_settle(c) == 0) {
                     c->step = TT_STEP_PERSIST;
                     if (!c->persist || ioctl(c->fd, TUNSETPERSIST, 1UL) == 0) {
                         c->step = -1; /* done */
                     }
                 }
             }
+        }
+        else if (errno == EINVAL || errno == EPERM) {
+            tt_open_diagnose(c, name);
         }
     }
     if (c->step >= 0) {
@@ -259,6 +374,106 @@ tt_open_impl(tt_op *op)
         return -1;
     }
     return 0;
+}
+
+static const char *
+tt_type_name(int type)
+{
+    return type == IFF_TAP ? "TAP" : type == IFF_TUN ? "TUN" : "?";
+}
+
+/* GIL held. The exception for a failed open, with what a user can act on where
+ * the kernel gives only an errno (drivers/net/tun.c: tun_set_iff). */
+static void
+tt_open_error(const tt_open_ctx *c, int err, int flags, const char *name,
+              const char *nslabel)
+{
+    const tt_linkinfo *li = &c->li;
+    char hint[320];
+    const char *call = tt_open_steps[c->step];
+
+    hint[0] = '\0';
+    if (c->step == TT_STEP_OPEN) {
+        tt_oserror_path_hint(
+            err, "open()", c->path,
+            err == EACCES || err == EPERM
+                ? " (no read-write access to the TUN clone device: run as root or "
+                  "open a device node this user may use; attaching then needs "
+                  "CAP_NET_ADMIN, or the device's owner or group)"
+                : NULL);
+        return;
+    }
+    if (c->step <= TT_STEP_SETNS || c->step == TT_STEP_BACK) {
+        tt_oserror(err, call, nslabel, NULL);
+        return;
+    }
+    if (c->step == TT_STEP_SETIFF && err == EBUSY && (flags & IFF_TUN_EXCL)) {
+        tt_oserror(EEXIST, call, name, " (TUN_EXCL and the interface exists)");
+        return;
+    }
+    if (c->step == TT_STEP_SETIFF && err == EBUSY) {
+        snprintf(hint, sizeof(hint), " (already attached by another file descriptor: "
+                 "only a MULTI_QUEUE device takes more than one)");
+    }
+    else if (c->step == TT_STEP_SETIFF && err == EPERM) {
+        if (flags & IFF_NAPI_FRAGS) {
+            snprintf(hint, sizeof(hint), " (NAPI_FRAGS needs CAP_NET_ADMIN in the "
+                     "initial user namespace)");
+        }
+        else if (!c->found) {
+            snprintf(hint, sizeof(hint), " (creating a TUN/TAP device needs "
+                     "CAP_NET_ADMIN in its network namespace)");
+        }
+        else if (li->owner >= 0 && li->group >= 0) {
+            snprintf(hint, sizeof(hint), " (attaching needs CAP_NET_ADMIN, or to be its "
+                     "owner uid %lld and in its group gid %lld)", li->owner, li->group);
+        }
+        else if (li->owner >= 0 || li->group >= 0) {
+            snprintf(hint, sizeof(hint), " (attaching needs CAP_NET_ADMIN, or %s %lld)",
+                     li->owner >= 0 ? "to be its owner uid" : "to be in its group gid",
+                     li->owner >= 0 ? li->owner : li->group);
+        }
+        else {
+            snprintf(hint, sizeof(hint), " (attaching needs CAP_NET_ADMIN, or the "
+                     "device's owner or group)");
+        }
+    }
+    else if (c->step == TT_STEP_SETIFF && err == EINVAL && c->found) {
+        int want = flags & (IFF_TUN | IFF_TAP);
+        if (!li->is_tun) {
+            snprintf(hint, sizeof(hint), " ('%s' is %s%s%s interface, not a TUN/TAP "
+                     "device)", name, li->kind[0] ? "a '" : "an existing",
+                     li->kind, li->kind[0] ? "'" : "");
+        }
+        else if (li->type && li->type != want) {
+            snprintf(hint, sizeof(hint), " ('%s' is a %s device, not %s: open it with "
+                     "Flags.%s)", name, tt_type_name(li->type), tt_type_name(want),
+                     tt_type_name(li->type));
+        }
+        else if (!li->multi_queue && (flags & IFF_MULTI_QUEUE)) {
+            snprintf(hint, sizeof(hint), " ('%s' is a single-queue device: "
+                     "open_queues() and MULTI_QUEUE need one created with "
+                     "MULTI_QUEUE)", name);
+        }
+        else if (li->multi_queue && !(flags & IFF_MULTI_QUEUE)) {
+            snprintf(hint, sizeof(hint), " ('%s' is a MULTI_QUEUE device: open it with "
+                     "Flags.MULTI_QUEUE or open_queues())", name);
+        }
+    }
+    else if (c->step == TT_STEP_MISMATCH) {
+        snprintf(hint, sizeof(hint), " (its queues already open have NO_PI %s and "
+                 "VNET_HDR %s, and a new queue gets the device's flags, not the ones "
+                 "it asks for: open it with the same NO_PI and VNET_HDR)",
+                 li->pi ? "off" : "on", li->vnet_hdr ? "on" : "off");
+    }
+    else if (c->step == TT_STEP_GETIFF && err == EBADFD) {
+        /* drivers/net/tun.c: tun_attach returns early, without attaching, when it
+         * re-applies a classic filter to a queue opened without IFF_NOFILTER. */
+        snprintf(hint, sizeof(hint), " (the kernel accepted TUNSETIFF but left this "
+                 "queue unattached: a classic filter (attach_filter()) is set on "
+                 "'%s'; detach_filter() first, or open with NO_PI)", name);
+    }
+    tt_oserror(err, call, name, hint[0] ? hint : NULL);
 }
 
 PyObject *
@@ -290,6 +505,11 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "flags must include exactly one of TUN or TAP");
         return NULL;
     }
+    /* drivers/net/tun.c: tun_set_iff refuses these with a bare EINVAL. */
+    if ((flags & IFF_NAPI_FRAGS) && (!(flags & IFF_NAPI) || !(flags & IFF_TAP))) {
+        PyErr_SetString(PyExc_ValueError, "NAPI_FRAGS needs NAPI and TAP");
+        return NULL;
+    }
     if (path_obj != NULL) {
         if (!PyUnicode_FSConverter(path_obj, &path_bytes)) {
             return NULL;
@@ -301,6 +521,7 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto done;
     }
     c.persist = (flags & IFF_PERSIST) != 0;
+    c.req = flags;
     tt_set_ifname(&ifr, name);
     ifr.ifr_flags = (short)(flags & ~IFF_PERSIST);
     r = tt_call(NULL, &op);
@@ -308,26 +529,8 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         close(c.nsfd);
     }
     if (r < 0) {
-        int err = op.err;
-        if (err == 0) {
-            /* a signal handler raised */
-        }
-        else if (c.step == TT_STEP_OPEN) {
-            tt_oserror_path(err, "open()", c.path);
-        }
-        else if (c.step == TT_STEP_SETIFF && err == EBUSY && (flags & IFF_TUN_EXCL)) {
-            tt_oserror(EEXIST, "ioctl(TUNSETIFF)", name,
-                       " (TUN_EXCL and the interface exists)");
-        }
-        else if (c.step == TT_STEP_SETIFF && err == EBUSY) {
-            tt_oserror(err, "ioctl(TUNSETIFF)", name,
-                       " (already attached by another file descriptor)");
-        }
-        else if (c.step <= TT_STEP_SETNS || c.step == TT_STEP_BACK) {
-            tt_oserror(err, tt_open_steps[c.step], nslabel, NULL);
-        }
-        else {
-            tt_oserror(err, tt_open_steps[c.step], name[0] ? name : ifr.ifr_name, NULL);
+        if (op.err != 0) { /* else a signal handler raised */
+            tt_open_error(&c, op.err, flags, name[0] ? name : ifr.ifr_name, nslabel);
         }
         goto done;
     }

@@ -80,6 +80,14 @@ tt_oserror_path(int err, const char *syscall, const char *path)
 }
 
 PyObject *
+tt_oserror_path_hint(int err, const char *syscall, const char *path, const char *hint)
+{
+    return tt_raise_oserror(err, PyUnicode_FromFormat("%s: %s%s", strerror(err), syscall,
+                                                      hint ? hint : ""),
+                            path);
+}
+
+PyObject *
 tt_closed_error(void)
 {
     PyErr_SetString(PyExc_ValueError, "I/O operation on closed device");

@@ -140,6 +140,21 @@ def _needs_tun_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     assert current_netns() == env.netns, "the test left the main thread in another netns"
 
 
+#: The Debian package that brings each system tool the tests may run (.ci/run installs them).
+TOOL_PACKAGES = {"ping": "iputils-ping", "iperf3": "iperf3", "tshark": "tshark",
+                 "tcpdump": "tcpdump", "ip": "iproute2"}
+
+
+@pytest.fixture(autouse=True)
+def _needs_tool_guard(request: pytest.FixtureRequest) -> None:
+    """``@pytest.mark.needs_tool("ping", ...)``: skip with the reason when a tool is missing."""
+    for marker in request.node.iter_markers("needs_tool"):
+        for tool in marker.args:
+            if shutil.which(tool) is None:
+                pkg = TOOL_PACKAGES.get(tool, tool)
+                pytest.skip(f"needs `{tool}`, which is not installed (apt-get install {pkg})")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield

@@ -348,7 +348,7 @@ def test_help_is_user_facing_and_documents_the_exit_status() -> None:
         text = proc.stdout
         assert "Argument parsing only" not in text and ":mod:" not in text
         assert "exit status:" in text
-        for line in ("  0    success", "  1    failure: the command cannot run here",
+        for line in ("  0    success", "  1    failure: the command cannot do its job here",
                      "  2    usage error", "  3    bench: a measured method failed a check"):
             assert line in text, (argv, line)
     assert "Needs root" in proc.stdout and "--no-progress" in proc.stdout

@@ -136,6 +136,7 @@ def test_written_packet_with_bad_udp_checksum_is_dropped_by_the_stack(tun):
     assert data == b"good"
 
 
+@pytest.mark.needs_tool("ping")
 def test_ping_answered_by_userspace_responder(tun):
     with Responder(tun.dev, icmp_echo_reply_for) as r:
         res = ping(tun.remote, count=3)
@@ -144,6 +145,7 @@ def test_ping_answered_by_userspace_responder(tun):
     assert r.answered == 3
 
 
+@pytest.mark.needs_tool("ping")
 def test_ping_without_responder_fails(tun):
     # The responder test above is meaningful only if nothing else answers.
     res = ping(tun.remote, count=1, wait=0.3, deadline=1)

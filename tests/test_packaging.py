@@ -140,7 +140,7 @@ def test_metadata_declares_this_python_and_linux() -> None:
     assert here in classifiers
     assert meta["Requires-Python"] == ">=3.9"
     extras = set(meta.get_all("Provides-Extra") or [])
-    assert {"test", "bench", "scapy"} <= extras
+    assert {"test", "bench", "scapy", "vpn"} <= extras
 
 
 def test_extension_is_built_for_this_interpreter() -> None:
@@ -155,6 +155,14 @@ def test_flag_enums_cover_the_compiled_constants() -> None:
         assert getattr(tuntap.Flags, const[4:]) == getattr(_tuntap, const)
     for const in (n for n in vars(_tuntap) if n.startswith("TUN_F_")):
         assert getattr(tuntap.Offload, const[6:]) == getattr(_tuntap, const)
+
+
+# --------------------------------------------------------------------------- the commands
+CLI_MODULES = {"__init__", "capture", "common", "devices", "netinfo", "pcap", "replay"}
+
+
+def test_the_command_implementations_are_installed() -> None:
+    assert {p.stem for p in (PKG_DIR / "_cli").glob("*.py")} == CLI_MODULES
 
 
 # --------------------------------------------------------------------------- tuntap bench

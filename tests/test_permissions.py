@@ -115,6 +115,8 @@ def test_nonroot_is_refused_a_device_owned_by_another_uid(persistent, tun_node):
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EPERM
     assert "TUNSETIFF" in out["msg"] and name in out["msg"]
+    assert out["msg"].endswith(f"(attaching needs CAP_NET_ADMIN, or to be its owner uid "
+                               f"{NOBODY - 1})")
     assert link_exists(name)
 
 
@@ -123,6 +125,16 @@ def test_nonroot_is_refused_a_device_of_another_group(persistent, tun_node):
     out = run_child(tun_node, name)
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EPERM
+    assert out["msg"].endswith(f"(attaching needs CAP_NET_ADMIN, or to be in its group gid "
+                               f"{NOBODY - 1})")
+
+
+def test_nonroot_refused_a_device_with_owner_and_group_is_told_both(persistent, tun_node):
+    name, _net = persistent(owner=NOBODY, group=NOBODY - 1)
+    out = run_child(tun_node, name)
+    assert out.get("exc") == "PermissionError", out
+    assert out["msg"].endswith(f"(attaching needs CAP_NET_ADMIN, or to be its owner uid "
+                               f"{NOBODY} and in its group gid {NOBODY - 1})")
 
 
 def test_nonroot_cannot_create_a_device(tun_node):
@@ -131,6 +143,8 @@ def test_nonroot_cannot_create_a_device(tun_node):
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EPERM
     assert "TUNSETIFF" in out["msg"]
+    assert out["msg"].endswith("(creating a TUN/TAP device needs CAP_NET_ADMIN in its "
+                               "network namespace)")
     assert not link_exists(name)
 
 
@@ -142,6 +156,10 @@ def test_nonroot_without_access_to_the_node_is_permission_error(persistent, tun_
     out = run_child(tun_node, name)
     assert out.get("exc") == "PermissionError", out
     assert out["errno"] == errno.EACCES
+    assert out["msg"] == (
+        "[Errno 13] Permission denied: open() (no read-write access to the TUN clone "
+        "device: run as root or open a device node this user may use; attaching then "
+        f"needs CAP_NET_ADMIN, or the device's owner or group): '{tun_node}'")
 
 
 def test_set_owner_is_visible_to_the_kernel(persistent):

@@ -44,6 +44,7 @@ def test_tap_flags_and_default_name(open_device):
     assert link_json(dev.name)["link_type"] == "ether"
 
 
+@pytest.mark.needs_tool("ping")
 def test_tap_ping_with_arp_answered_in_userspace(tap):
     dev = tap.dev
     with Responder(dev, responder_for(tap.remote)) as r:
@@ -56,6 +57,7 @@ def test_tap_ping_with_arp_answered_in_userspace(tap):
         (tap.remote, "02:00:5e:10:20:30")]
 
 
+@pytest.mark.needs_tool("ping")
 def test_tap_udp_frame_is_addressed_to_the_mac_learned_by_arp(tap):
     dev = tap.dev
     with Responder(dev, responder_for(tap.remote)):

@@ -52,12 +52,15 @@ run_suite() {
     "$venv/bin/python" -m pip install -q "$what" >"$work/install-$label.log" 2>&1 \
         || { cat "$work/install-$label.log"; log "$label: install of $what failed"; return 1; }
     # The suite's pytest settings live in pyproject.toml; take that file, tests/, docs/
-    # (test_docs.py checks docs/kernel.md against the tests) and the benchmark sources some
-    # tests compare with, never src/.
+    # (test_docs.py checks docs/kernel.md against the tests), the README and the examples
+    # (test_readme.py and test_examples.py run them as a user would) and the benchmark
+    # sources some tests compare with, never src/.
     mkdir -p "$tdir"
     cp -r "$root/tests" "$tdir/tests"
     cp -r "$root/docs" "$tdir/docs"
     cp "$root/pyproject.toml" "$tdir/"
+    cp "$root/README.md" "$tdir/"
+    cp -r "$root/examples" "$tdir/examples"
     if [ -d "$root/benchmarks" ]; then
         mkdir -p "$tdir/benchmarks"
         find "$root/benchmarks" -maxdepth 1 -type f -exec cp {} "$tdir/benchmarks/" \;

@@ -7,8 +7,9 @@ The hot methods (``readinto``, ``read``, ``write``, ``read_batch``,
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 from . import _tuntap
 from ._flags import Flags
@@ -16,6 +17,9 @@ from ._flags import Flags
 __all__ = ["Device", "DeviceInfo", "delete", "list_devices", "open_queues"]
 
 _DEFAULT_FLAGS = Flags.TUN | Flags.NO_PI
+
+#: A network namespace: a name under ``/var/run/netns``, a path, or an open fd.
+NetNs = Union[str, bytes, int, os.PathLike[str], os.PathLike[bytes]]
 
 
 class Device(_tuntap.Device):
@@ -39,7 +43,8 @@ class Device(_tuntap.Device):
     ------
     ValueError
         Bad name (longer than 15 bytes, ``/``, ``:``, whitespace, NUL) or flags
-        (unknown bits, not exactly one of TUN/TAP), before any syscall.
+        (unknown bits, not exactly one of TUN/TAP, ``NAPI_FRAGS`` without ``NAPI``
+        and ``TAP``), before any syscall.
     FileExistsError
         ``Flags.TUN_EXCL`` and the interface exists.
     PermissionError
@@ -47,7 +52,17 @@ class Device(_tuntap.Device):
     FileNotFoundError
         ``path`` or the namespace does not exist.
     OSError
-        Any other kernel refusal, errno kept, interface and syscall in the message.
+        Any other kernel refusal, errno kept, interface and syscall in the message;
+        where the kernel gives only ``EINVAL`` the message says why (not a TUN/TAP
+        interface, the other type, single- vs multi-queue, or a queue joining a
+        multi-queue device with other packet info / ``VNET_HDR`` than it has).
+
+    Notes
+    -----
+    The offloads, the vnet header size and byte order belong to the device, not the
+    fd. An fd without ``VNET_HDR`` always starts with no offloads; the first fd with
+    ``VNET_HDR`` starts from the defaults (no offloads, 10-byte header, host order); a
+    queue joining a multi-queue device keeps what the queues before it set.
     """
 
     __slots__ = ("__weakref__",)
@@ -137,29 +152,48 @@ class DeviceInfo(NamedTuple):
     disabled_queues: int
 
 
-def list_devices() -> list[DeviceInfo]:
-    """Every TUN/TAP interface in the calling thread's network namespace.
+def list_devices(netns: NetNs | None = None) -> list[DeviceInfo]:
+    """Every TUN/TAP interface in a network namespace.
 
-    Read from rtnetlink (``RTM_GETLINK``), which always speaks for the caller's
-    namespace, unlike ``/sys/class/net`` after a plain ``unshare``.
+    Read from rtnetlink (``RTM_GETLINK``) on a socket opened inside the namespace,
+    which always speaks for it, unlike ``/sys/class/net`` after a plain ``unshare``.
+
+    Parameters
+    ----------
+    netns : str, int or os.PathLike, optional
+        The namespace, as for :class:`Device`: a name under ``/var/run/netns``, a
+        path or an open fd. Default: the calling thread's.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``netns`` does not exist.
     """
     return [
         DeviceInfo(name, Flags(flags), owner, group, persistent, ifindex, queues, disabled)
         for name, ifindex, flags, owner, group, persistent, queues, disabled
-        in _tuntap._list_links()
+        in _tuntap._list_links(netns)
     ]
 
 
-def delete(name: str) -> None:
+def delete(name: str, *, netns: NetNs | None = None) -> None:
     """Remove the persistent TUN/TAP device ``name`` (like ``ip tuntap del``).
 
     Attaches to it with its own flags, turns persistence off and closes: the
     interface disappears once no other fd holds it.
 
+    Parameters
+    ----------
+    name : str
+        The interface.
+    netns : str, int or os.PathLike, optional
+        The namespace it lives in, as for :class:`Device`. Default: the calling
+        thread's.
+
     Raises
     ------
     FileNotFoundError
-        No interface of that name in this namespace.
+        No interface of that name in that namespace, or no such namespace.
     ValueError
         The interface exists but is not a TUN/TAP device, or ``name`` is invalid.
     OSError
@@ -167,24 +201,40 @@ def delete(name: str) -> None:
         single-queue device.
     """
     _tuntap._check_name(name)
-    for info in list_devices():
+    for info in list_devices(netns):
         if info.name == name:
             break
     else:
-        if name in {n for _, n in socket.if_nameindex()}:
+        kind = _tuntap._link_kind(name, netns)
+        if kind:
+            raise ValueError(f"{name!r} is a {kind!r} interface, not a TUN/TAP device")
+        if kind is not None:
             raise ValueError(f"{name!r} is not a TUN/TAP device")
         raise FileNotFoundError(2, f"No such TUN/TAP device: {name!r}")
     keep = Flags.TUN | Flags.TAP | Flags.NO_PI | Flags.VNET_HDR | Flags.MULTI_QUEUE
-    with Device(name, info.flags & keep) as dev:
+    with Device(name, info.flags & keep, netns=netns) as dev:
         dev.persist(False)
 
 
-def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> list[Device]:
+def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS, *,
+                netns: NetNs | None = None) -> list[Device]:
     """Open ``count`` queues of one multi-queue device (``MULTI_QUEUE`` is added).
 
     With an empty name or a template, the first queue creates the device and the
     others attach to the name the kernel chose. On failure every queue opened so
     far is closed.
+
+    Parameters
+    ----------
+    name : str
+        The interface, a template such as ``"mq%d"``, or empty.
+    count : int
+        How many queues (the kernel allows 256 per device).
+    flags : int
+        As for :class:`Device`; every queue of a device must use the same packet
+        info and ``VNET_HDR`` flags.
+    netns : str, int or os.PathLike, optional
+        Create or attach inside that network namespace, as for :class:`Device`.
 
     Raises
     ------
@@ -192,7 +242,9 @@ def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> list[Devi
         ``count`` < 1, or the errors of :class:`Device`.
     OSError
         ``E2BIG`` past the kernel's 256 queues (detached ones count, docs/kernel.md
-        "Multi-queue and detached queues"), and the errors of :class:`Device`.
+        "Multi-queue and detached queues"); ``EINVAL`` when ``name`` is a
+        single-queue device or its open queues use other packet info/``VNET_HDR``
+        (the message says which); and the errors of :class:`Device`.
     """
     if not isinstance(count, int):
         raise TypeError(f"count must be int, not {type(count).__name__}")
@@ -202,10 +254,9 @@ def open_queues(name: str, count: int, flags: int = _DEFAULT_FLAGS) -> list[Devi
     queues: list[Device] = []
     try:
         for _ in range(count):
-            queues.append(Device(queues[0].name if queues else name, flags))
+            queues.append(Device(queues[0].name if queues else name, flags, netns=netns))
     except BaseException:
         for q in queues:
             q.close()
         raise
     return queues
-

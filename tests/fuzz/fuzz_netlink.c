@@ -45,6 +45,27 @@ drive_parser(const uint8_t *data, size_t size)
         }
     }
     free(ll.items);
+
+    /* Every kind of link (the lookup by name): strings terminated, and the IFLA_TUN_*
+     * fields filled only for TUN/TAP links (another kind's IFLA_INFO_DATA is not
+     * theirs). */
+    memset(&ll, 0, sizeof(ll));
+    ll.keep_all = 1;
+    memcpy(buf, data, size);
+    err = tt_nl_parse(buf, size, seq, tt_nl_collect_link, &ll, &done);
+    if (err < 0 || err > 4095 || (err && !done)) {
+        abort();
+    }
+    for (i = 0; i < ll.n; i++) {
+        const tt_linkinfo *li = &ll.items[i];
+        if (memchr(li->name, 0, IFNAMSIZ) == NULL ||
+            memchr(li->kind, 0, sizeof(li->kind)) == NULL ||
+            li->is_tun != (strcmp(li->kind, "tun") == 0) ||
+            (!li->is_tun && (li->type || li->has_pi || li->owner != -1 || li->group != -1))) {
+            abort();
+        }
+    }
+    free(ll.items);
     free(buf);
 }
 
@@ -96,6 +117,20 @@ drive_builders(const uint8_t *data, size_t size)
     h = tt_nl_build_getlink(&req, ifindex, 9);
     if (h->nlmsg_len > TT_NL_GETLINK_SIZE) {
         abort();
+    }
+    /* By name: refused unless 1..IFNAMSIZ-1 bytes; else inside its buffer, parses back. */
+    {
+        char name[24] = {0};
+        size_t n = size - 8 < sizeof(name) - 1 ? size - 8 : sizeof(name) - 1;
+        memcpy(name, data + 8, n);
+        h = tt_nl_build_getlink_name(&req, name, 11);
+        if ((h != NULL) != (strlen(name) >= 1 && strlen(name) < IFNAMSIZ)) {
+            abort();
+        }
+        if (h != NULL && (h->nlmsg_len > TT_NL_GETLINK_SIZE ||
+                          tt_nl_parse(h, h->nlmsg_len, 11, NULL, NULL, &done) != 0 || done)) {
+            abort();
+        }
     }
 }
 

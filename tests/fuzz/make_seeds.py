@@ -97,13 +97,19 @@ def gro_seeds() -> dict[str, bytes]:
     return out
 
 
-def netlink_seed() -> bytes:
-    """The kernel's answer to RTM_GETLINK for one TUN device, made in a private netns."""
+def netlink_seed(kind: str = "tun") -> bytes:
+    """The kernel's answer to RTM_GETLINK for one TUN device (or a bridge: a link of
+    another kind with its own IFLA_INFO_DATA), made in a private netns."""
     code = r"""
-import socket, struct, sys, tuntap
-dev = tuntap.Device("fz0", tuntap.Flags.TUN | tuntap.Flags.VNET_HDR)
+import socket, struct, subprocess, sys, tuntap
+if sys.argv[1] == "tun":
+    dev = tuntap.Device("fz0", tuntap.Flags.TUN | tuntap.Flags.VNET_HDR)
+    ifindex = dev.ifindex
+else:
+    subprocess.run(["ip", "link", "add", "fzbr0", "type", "bridge"], check=True)
+    ifindex = socket.if_nametoindex("fzbr0")
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-ifi = struct.pack("=BxHiII", 0, 0, dev.ifindex, 0, 0)
+ifi = struct.pack("=BxHiII", 0, 0, ifindex, 0, 0)
 attr = struct.pack("=HHI", 8, 29, 8)           # IFLA_EXT_MASK = RTEXT_FILTER_SKIP_STATS
 msg = ifi + attr
 hdr = struct.pack("=IHHII", 16 + len(msg), 18, 0x5, 77, 0)  # RTM_GETLINK, REQUEST|ACK
@@ -115,10 +121,9 @@ while True:
     if struct.unpack_from("=H", chunk, 4)[0] == 2:  # NLMSG_ERROR (the ACK)
         break
 sys.stdout.buffer.write(data)
-dev.close()
 """
-    r = subprocess.run(["unshare", "-n", sys.executable, "-c", code], capture_output=True,
-                       check=True, timeout=30)
+    r = subprocess.run(["unshare", "-n", sys.executable, "-c", code, kind],
+                       capture_output=True, check=True, timeout=30)
     return r.stdout
 
 
@@ -142,6 +147,10 @@ def main() -> int:
         reply = netlink_seed()
         with open(os.path.join(ndir, "getlink-tun-reply"), "wb") as f:
             f.write(b"\x00" + reply)  # byte 0 < 0x80: drive the parser
+        with open(os.path.join(ndir, "getlink-bridge-reply"), "wb") as f:
+            f.write(b"\x00" + netlink_seed("bridge"))
+        with open(os.path.join(ndir, "build-getlink-name"), "wb") as f:
+            f.write(bytes([0x80, 2, 4, 24, 5, 10, 0, 1, 40]) + b"tun0")
         addr = socket.inet_aton("10.0.0.1")
         with open(os.path.join(ndir, "build-addr4"), "wb") as f:
             f.write(bytes([0x80, 2, 4, 24, 5]) + addr + bytes([40, 2, 3]))
