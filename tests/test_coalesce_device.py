@@ -28,7 +28,7 @@ import pytest
 
 import tuntap
 from grobuild import Flow, checksum, payload_of
-from netutil import in_netns, ip, unique_name, unique_net, unique_net6
+from netutil import in_netns, ip, unique_name, unique_net, unique_net6, wait_ipv6_routes
 
 Flags = tuntap.Flags
 Offload = tuntap.Offload
@@ -64,6 +64,7 @@ def vnet_dev(open_device: Callable[..., Any], fam: int, offload: int) -> tuple[A
         return dev, net.local, net.remote
     local, remote = unique_net6()
     ip("addr", "add", f"{local}/128", "peer", f"{remote}/128", "dev", dev.name, "nodad")
+    wait_ipv6_routes(dev.name, local, remote)
     return dev, local, remote
 
 
@@ -269,6 +270,7 @@ def _forwarding_pair(nsb: str, fam: int) -> tuple[Any, Any, str, str]:
     for dev, a, b in ((dev_in, "fd00:210::1", "fd00:210::2"),
                       (dev_out, "fd00:211::1", "fd00:211::2")):
         ip("addr", "add", f"{a}/128", "peer", f"{b}/128", "dev", dev.name, "nodad", netns=nsb)
+        wait_ipv6_routes(dev.name, a, b, netns=nsb)
     return dev_in, dev_out, "fd00:210::2", "fd00:211::2"
 
 
@@ -383,6 +385,8 @@ def test_a_tcp_transfer_through_a_coalescing_forwarder_is_byte_exact(
                dev_a.name, "nodad")
             ip("addr", "add", f"{b_addr}/{plen}", "peer", f"{a_addr}/{plen}", "dev",
                dev_b.name, "nodad", netns=nsb)
+            wait_ipv6_routes(dev_a.name, a_addr, b_addr)
+            wait_ipv6_routes(dev_b.name, b_addr, a_addr, netns=nsb)
         else:
             dev_a.add_address(f"{a_addr}/{plen}", peer=b_addr)
             dev_b.add_address(f"{b_addr}/{plen}", peer=a_addr)
