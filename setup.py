@@ -29,7 +29,7 @@ setup(
             "tuntap._tuntap",
             # The module entry first, then every unit beside it (docs/design.md).
             ["src/_tuntap.c"] + sorted(set(glob.glob("src/*.c")) - {"src/_tuntap.c"}),
-            depends=sorted(glob.glob("src/*.h")),
+            depends=sorted(glob.glob("src/*.h")) + ["src/tuntap/capi.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
             undef_macros=undef_macros,

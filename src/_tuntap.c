@@ -118,7 +118,7 @@ tt_exec(PyObject *m)
     ADD_INT(TUN_F_USO6);
     ADD_INT(IFNAMSIZ);
 #undef ADD_INT
-    return 0;
+    return tt_capi_add(m);
 }
 
 /* Every object reference the state holds, for traverse and clear. */

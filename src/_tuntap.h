@@ -17,6 +17,7 @@
  *   links.c     the TUN/TAP links of any namespace (list_devices, delete)
  *   batch.c     the PacketBatch type and Device.read_batch/write_batch
  *   packet.c    segment(), coalesce() and checksum(): wrappers of the pure-C units
+ *   capi.c      the C API: the function table of tuntap/capi.h and its capsule
  *   netlink.c   rtnetlink messages (pure C, netlink.h)
  *   gso.c       GSO segmentation (pure C, gso.h); csum.h: checksums (pure C)
  *   gro.c       write-side GRO, coalescing into super-packets (pure C, gro.h)
@@ -242,6 +243,26 @@ struct tt_op {
  * exception is set); initialise op with err = 0. */
 Py_ssize_t tt_call(DeviceObject *self, tt_op *op);
 
+/* No GIL (the C API, capi.c). tt_call() for a thread without the GIL: raises the
+ * busy count, sees the device open (else returns TT_ECLOSED), runs impl with the same
+ * wait as tt_call() (poll() on the fd plus the close eventfd; the detached-queue
+ * re-check), `timeout_ns` being -1 (forever), 0 (never wait) or > 0 (one deadline;
+ * the device's own timeout is not used), lowers the busy count. The device's eventfd
+ * must exist already (tt_ensure_wakefd(), GIL held) for a call that may wait.
+ * Returns impl's result, or op->progress if it is > 0 when a later attempt fails,
+ * or TT_ECLOSED (closed before or, by another thread, during the wait), -ETIMEDOUT,
+ * or -errno of the failing call with op->err set (-EINTR is returned, not retried:
+ * only a thread holding the GIL can run the signal handlers). No exception. */
+Py_ssize_t tt_call_nogil(DeviceObject *self, tt_op *op, int64_t timeout_ns);
+#define TT_ECLOSED (-65536) /* below every -errno; equals capi.h's TUNTAP_ECLOSED */
+
+/* GIL held. Create the device's close eventfd if it has none. 0, or -1 with OSError. */
+int tt_ensure_wakefd(DeviceObject *self);
+
+/* GIL held. The exception tt_call() raises for an operation named `syscall` waiting
+ * for `events`, from a code tt_call_nogil() returned (< 0). */
+void tt_raise_code(DeviceObject *self, const char *syscall, short events, Py_ssize_t code);
+
 /* GIL held. Mark the device closed, wake threads waiting in the engine and wait
  * (GIL released) until none is inside a syscall, then close every fd the object
  * owns except, when `keep_fd`, the device fd. Returns the device fd it had, or
@@ -269,6 +290,10 @@ Py_ssize_t tt_io(DeviceObject *self, int is_write, void *buf, size_t len);
  * no exception). */
 Py_ssize_t tt_io_ex(DeviceObject *self, int is_write, void *buf, size_t len, int flags);
 
+/* No GIL. The same through tt_call_nogil(): bytes moved or its negative code. */
+Py_ssize_t tt_io_nogil(DeviceObject *self, int is_write, void *buf, size_t len,
+                       int64_t timeout_ns);
+
 /* ------------------------------------------------------------------------ */
 /* open.c: making devices (GIL held)                                         */
 /* ------------------------------------------------------------------------ */
@@ -288,6 +313,14 @@ int tt_resolve_netns(PyObject *netns, int *owned, char *label, size_t labelsize)
  * calling thread's); the thread returns to its own namespace. -1 with errno and
  * *what naming the failing call. */
 int tt_netns_socket(int nsfd, const char **what);
+
+/* ------------------------------------------------------------------------ */
+/* capi.c: the C API (tuntap/capi.h)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* GIL held. Add the capsule `_C_API` (the versioned function table) to the module.
+ * 0, or -1 with an exception. */
+int tt_capi_add(PyObject *module);
 
 /* ------------------------------------------------------------------------ */
 /* control.c: interface control (GIL held)                                   */
@@ -377,6 +410,24 @@ extern const char Device_write_batch__doc__[];
  * EAGAIN instead of BlockingIOError; every other error raises like the sync API. */
 TT_METHOD(_try_read_batch);
 TT_FASTMETHOD(_try_write_batch);
+
+/* batch.c: the attempts of read_batch/write_batch (tt_op impls: no GIL), shared with
+ * the C API (capi.c). read: op->ctx is the PacketBatchObject; fills its sizes and
+ * returns the packet count (the caller sets b->count). write: op->ctx is a
+ * tt_write_ctx; writes packets [done, count) of `pkts`, or of the PacketBatch `b`
+ * from index `first` on (an empty packet ends the run), and returns base + done;
+ * `base` is what earlier calls wrote (the chunks of a sequence). */
+typedef struct {
+    const char *data;
+    size_t len;
+} tt_pkt;
+typedef struct {
+    const tt_pkt *pkts;
+    const PacketBatchObject *b;
+    Py_ssize_t first, base, done, count;
+} tt_write_ctx;
+ssize_t tt_read_batch_impl(tt_op *op);
+ssize_t tt_write_batch_impl(tt_op *op);
 
 PyObject *tt_segment(PyObject *module, PyObject *args, PyObject *kwargs);
 extern const char tt_segment__doc__[];

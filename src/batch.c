@@ -18,7 +18,7 @@
  * calls again); once one packet is in, read without waiting until the batch is
  * full or the queue is empty. An error after the first packet is left for the next
  * call to report: the packets read so far are returned now. */
-static ssize_t
+ssize_t
 tt_read_batch_impl(tt_op *op)
 {
     PacketBatchObject *b = op->ctx;
@@ -97,24 +97,10 @@ Device__try_read_batch(DeviceObject *self, PyObject *arg)
 
 /* -- write_batch ------------------------------------------------------------ */
 
-typedef struct {
-    const char *data;
-    size_t len;
-} tt_pkt;
-
-/* Packets [done, count) of either a pkts array or the PacketBatch packets from
- * `first` on; `base` packets were written by earlier calls (the chunks of a
- * sequence). */
-typedef struct {
-    const tt_pkt *pkts;
-    const PacketBatchObject *b;
-    Py_ssize_t first, base, done, count;
-} tt_write_ctx;
-
 /* Write from where the last attempt stopped; EAGAIN leaves `done` for the engine
  * to wait and call again. An empty packet ends the run (the kernel would refuse
  * it with EINVAL; the caller refuses a first empty packet before this runs). */
-static ssize_t
+ssize_t
 tt_write_batch_impl(tt_op *op)
 {
     tt_write_ctx *c = op->ctx;

@@ -14,6 +14,9 @@
  *   syscall" (before taking the GIL back). tt_shutdown() marks the device closed,
  *   signals the eventfd and waits for busy == 0 before it closes any fd, so an fd
  *   number is never closed, and reused, under a thread still inside a syscall.
+ * - tt_call_nogil() is the same engine for a caller without the GIL (the C API,
+ *   capi.c): the busy count and the wait are the same; the GIL that orders
+ *   tt_call() against tt_shutdown() is replaced by sequentially consistent atomics.
  */
 #include "_tuntap.h"
 
@@ -38,7 +41,7 @@ enum { TT_ERR = -1, TT_CLOSED = -2, TT_PERR = -3, TT_TIMEOUT = -4, TT_READY = 1 
 
 /* The eventfd is made on the first blocking wait, with the GIL held, so devices
  * used only in non-blocking mode never pay for it. */
-static int
+int
 tt_ensure_wakefd(DeviceObject *self)
 {
     if (self->wakefd >= 0) {
@@ -144,6 +147,21 @@ tt_raise(DeviceObject *self, const tt_op *op, ssize_t r, int err)
     }
 }
 
+void
+tt_raise_code(DeviceObject *self, const char *syscall, short events, Py_ssize_t code)
+{
+    tt_op op = {.syscall = syscall, .events = events};
+    if (code == TT_ECLOSED) {
+        tt_raise(self, &op, TT_CLOSED, 0);
+    }
+    else if (code == -ETIMEDOUT) {
+        tt_raise(self, &op, TT_TIMEOUT, 0);
+    }
+    else {
+        tt_raise(self, &op, TT_ERR, (int)-code);
+    }
+}
+
 /* No device yet: release the GIL around impl, retry EINTR. */
 static Py_ssize_t
 tt_call_nodev(tt_op *op)
@@ -227,6 +245,52 @@ tt_call(DeviceObject *self, tt_op *op)
     }
 }
 
+Py_ssize_t
+tt_call_nogil(DeviceObject *self, tt_op *op, int64_t timeout_ns)
+{
+    int64_t deadline = op->events && timeout_ns > 0 ? tt_monotonic_ns() + timeout_ns : 0;
+    ssize_t r;
+    int err, wakefd, ctlfd, fd;
+
+    /* Without the GIL nothing orders this against tt_shutdown() but the atomics: it
+     * stores fd, wakefd, ctlfd = -1 in that order and then reads busy; this raises
+     * busy and then reads them in the opposite order (all sequentially consistent).
+     * So either fd reads -1 here, or tt_shutdown() sees this thread busy and waits for
+     * it, and then the wakefd and ctlfd read here were still open. */
+    __atomic_fetch_add(&self->busy, 1, __ATOMIC_SEQ_CST);
+    ctlfd = __atomic_load_n(&self->ctlfd, __ATOMIC_SEQ_CST);
+    wakefd = __atomic_load_n(&self->wakefd, __ATOMIC_SEQ_CST);
+    fd = __atomic_load_n(&self->fd, __ATOMIC_SEQ_CST);
+    if (fd < 0) {
+        r = TT_CLOSED;
+        err = 0;
+    }
+    else if (wakefd < 0 && op->events && timeout_ns != 0) {
+        r = TT_ERR; /* a wait close() could not end: the caller broke the contract */
+        err = EINVAL;
+    }
+    else {
+        op->fd = (op->flags & TT_OP_CTL) ? ctlfd : fd;
+        r = tt_attempt(op, wakefd, timeout_ns, deadline);
+        err = errno;
+    }
+    __atomic_fetch_sub(&self->busy, 1, __ATOMIC_RELEASE);
+    if (r >= 0) {
+        return r;
+    }
+    if (op->progress > 0) {
+        return op->progress;
+    }
+    if (r == TT_CLOSED) {
+        return TT_ECLOSED;
+    }
+    if (r == TT_TIMEOUT) {
+        return -ETIMEDOUT;
+    }
+    op->err = err;
+    return -err;
+}
+
 int
 tt_shutdown(DeviceObject *self, int keep_fd)
 {
@@ -235,11 +299,12 @@ tt_shutdown(DeviceObject *self, int keep_fd)
     if (fd < 0) {
         return -1;
     }
-    self->fd = -1;
-    self->wakefd = -1;
-    self->ctlfd = -1;
+    /* The order and the atomics pair with tt_call_nogil(). */
+    __atomic_store_n(&self->fd, -1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&self->wakefd, -1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&self->ctlfd, -1, __ATOMIC_SEQ_CST);
     Py_BEGIN_ALLOW_THREADS
-    if (__atomic_load_n(&self->busy, __ATOMIC_ACQUIRE) > 0) {
+    if (__atomic_load_n(&self->busy, __ATOMIC_SEQ_CST) > 0) {
         /* Wake threads waiting in poll(); every wait watches wakefd and every fd is
          * non-blocking, so they leave their syscall within microseconds. */
         uint64_t one = 1;
@@ -341,4 +406,14 @@ Py_ssize_t
 tt_io(DeviceObject *self, int is_write, void *buf, size_t len)
 {
     return tt_io_ex(self, is_write, buf, len, 0);
+}
+
+Py_ssize_t
+tt_io_nogil(DeviceObject *self, int is_write, void *buf, size_t len, int64_t timeout_ns)
+{
+    tt_rw_ctx c = {buf, len};
+    tt_op op = {.impl = is_write ? tt_write_impl : tt_read_impl,
+                .syscall = is_write ? "write()" : "read()",
+                .events = is_write ? POLLOUT : POLLIN, .ctx = &c};
+    return tt_call_nogil(self, &op, timeout_ns);
 }

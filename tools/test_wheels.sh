@@ -7,6 +7,8 @@
 # plugin (tools/pytest_installed_check.py) asserts that during the run. Then the same with
 # the sdist installed by plain `pip install` (build isolation, the host's C compiler), as a
 # user without a wheel would. TUNTAP_REQUIRE_TUN=1, and any skipped test fails the matrix.
+# Each wheel must contain the C API header and .pxd (tuntap/capi.h, tuntap/capi.pxd);
+# tests/test_capi.py then builds examples/capi and examples/cython against the install.
 #
 # Environment:
 #   TUNTAP_PYTHONS      interpreters (default: pyenv's newest 3.9, 3.10, 3.11, 3.12, 3.13)
@@ -60,6 +62,8 @@ run_suite() {
     cp -r "$root/docs" "$tdir/docs"
     cp "$root/pyproject.toml" "$tdir/"
     cp "$root/README.md" "$tdir/"
+    # examples/ too: tests run the example programs (e.g. async_ping_responder.py) and
+    # tests/test_capi.py builds the C API examples against the installed package.
     cp -r "$root/examples" "$tdir/examples"
     if [ -d "$root/benchmarks" ]; then
         mkdir -p "$tdir/benchmarks"
@@ -87,6 +91,18 @@ for py in "${pythons[@]}"; do
         continue
     fi
     log "$tag: $(basename "${whls[0]}")"
+    # The C API ships in the wheel: the header and the Cython declarations.
+    if ! "$py" - "${whls[0]}" <<'EOF'
+import sys, zipfile
+names = set(zipfile.ZipFile(sys.argv[1]).namelist())
+missing = {"tuntap/capi.h", "tuntap/capi.pxd"} - names
+sys.exit(f"wheel lacks {sorted(missing)}" if missing else 0)
+EOF
+    then
+        log "$tag: the wheel lacks the C API files"
+        failed+=("$tag")
+        continue
+    fi
     run_suite "$tag" "$py" "${whls[0]}" || failed+=("$tag")
 done
 

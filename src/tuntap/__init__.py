@@ -3,6 +3,7 @@
 from . import _tuntap
 from ._device import Device, DeviceInfo, delete, list_devices, open_queues
 from ._flags import IFF_ALIASES, Flags, Offload, features
+from ._include import get_include
 from ._tuntap import PacketBatch, checksum, coalesce, segment
 from ._version import __version__
 from ._vnet import VirtioNetHdr
@@ -20,6 +21,7 @@ __all__ = [
     "coalesce",
     "delete",
     "features",
+    "get_include",
     "list_devices",
     "open_queues",
     "segment",

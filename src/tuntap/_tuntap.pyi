@@ -40,6 +40,8 @@ TUN_F_UFO: Final[int]
 TUN_F_USO4: Final[int]
 TUN_F_USO6: Final[int]
 IFNAMSIZ: Final[int]
+# The C API's function table (tuntap/capi.h): a capsule named "tuntap._tuntap._C_API".
+_C_API: Final[object]
 
 class Device:
     def __new__(
