@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import platform
 import stat
 import threading
 import time
@@ -54,6 +55,9 @@ def test_context_manager_closes_on_exit_and_on_error():
     assert dev2.closed
     assert not link_exists(name)
 
+
+# read(2)'s number, as /proc/self/task/TID/syscall prints it.
+SYS_READ = {"x86_64": 0, "aarch64": 63}.get(platform.machine(), 0)
 
 CALLS = {
     "readinto": lambda d: d.readinto(bytearray(100)),
@@ -199,7 +203,10 @@ def test_kernel_does_not_wake_a_raw_read_whose_fd_is_closed(up_device):
     os.set_blocking(fd, True)
     result: dict = {}
 
+    tids: list[int] = []
+
     def reader() -> None:
+        tids.append(threading.get_native_id())
         try:
             result["data"] = os.read(fd, 2048)
         except OSError as e:
@@ -207,7 +214,17 @@ def test_kernel_does_not_wake_a_raw_read_whose_fd_is_closed(up_device):
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    time.sleep(0.15)
+    # Close only once the thread sleeps inside read(2) (/proc/self/task/TID/syscall
+    # names the syscall it is in), however slowly a loaded machine starts it.
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if tids:
+            with open(f"/proc/self/task/{tids[0]}/syscall") as f:
+                if f.read().split()[0] == str(SYS_READ):
+                    break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the reader thread never entered read(2)")
     os.close(fd)
     th.join(0.3)
     assert th.is_alive() and not result, f"woken by close(): {result}"

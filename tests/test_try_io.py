@@ -72,7 +72,9 @@ def test_sndbuf_on_closed_device(open_device):
 
 def test_small_sndbuf_makes_a_write_push_back_then_room_returns(tun):
     """With the packets held by a slow egress, the send buffer fills: EAGAIN, then POLLOUT."""
-    with slow_egress(tun.name, rate="1mbit") as eg:
+    # 100 kbit/s: one 1 KB packet leaves every ~80 ms, so the room the EAGAIN reported
+    # missing cannot come back between it and the write() below, even on a loaded machine.
+    with slow_egress(tun.name, rate="100kbit") as eg:
         tun.dev.sndbuf = 4096
         tun.dev.setblocking(False)
         written = []
