@@ -18,10 +18,11 @@
  *   batch.c     the PacketBatch type and Device.read_batch/write_batch
  *   uring.c     the io_uring backend of read_batch/write_batch (io="uring"),
  *               on ring.c/ring.h (a minimal io_uring, pure C)
- *   packet.c    segment() and checksum(): wrappers of the pure-C units
+ *   packet.c    segment(), coalesce() and checksum(): wrappers of the pure-C units
  *   capi.c      the C API: the function table of tuntap/capi.h and its capsule
  *   netlink.c   rtnetlink messages (pure C, netlink.h)
  *   gso.c       GSO segmentation (pure C, gso.h); csum.h: checksums (pure C)
+ *   gro.c       write-side GRO, coalescing into super-packets (pure C, gro.h)
  *
  * "GIL held" below means the function must be called with the GIL held and may
  * raise; "no GIL" means it uses no Python API at all.
@@ -39,6 +40,8 @@
 
 #include <net/if.h>
 #include <linux/if_tun.h>
+
+#include "gro.h"
 
 /* USO offloads (Linux 6.2); older uapi headers lack them, the values are ABI. */
 #ifndef TUN_F_USO4
@@ -119,6 +122,10 @@ typedef struct {
     int busy;           /* threads inside a syscall on fd/ctlfd (atomic; engine.c) */
     int req_flags;      /* flags given to TUNSETIFF, -1 if unknown (fromfd) */
     int hdr_len;        /* packet-info + vnet header bytes before each packet */
+    int hdr_flags;      /* the flags hdr_len was computed from (control.c) */
+    int offload;        /* TUN_F_* mask last set by set_offload(); -1 unknown */
+    unsigned gro_off;   /* TT_GRO_* merges the kernel refused with EINVAL: no longer
+                           tried on this device (atomic; batch.c) */
     int64_t timeout_ns; /* -1: block forever; 0: non-blocking; > 0: timeout */
     PyThread_type_lock nl_lock; /* serializes netlink requests on ctlfd */
     PyTypeObject *batch_type;   /* borrowed: the module (via our type) outlives us */
@@ -468,7 +475,9 @@ extern const char tt_link_kind__doc__[];
 /* ------------------------------------------------------------------------ */
 
 TT_METHOD(read_batch);
-TT_METHOD(write_batch);
+PyObject *Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames);
+extern const char Device_write_batch__doc__[];
 /* The non-raising "try first" forms for tuntap.asyncio/anyio: never wait; -1 on
  * EAGAIN instead of BlockingIOError; every other error raises like the sync API. */
 TT_METHOD(_try_read_batch);
@@ -496,9 +505,31 @@ ssize_t tt_write_batch_impl(tt_op *op);
 
 PyObject *tt_segment(PyObject *module, PyObject *args, PyObject *kwargs);
 extern const char tt_segment__doc__[];
+PyObject *tt_coalesce(PyObject *module, PyObject *args, PyObject *kwargs);
+extern const char tt_coalesce__doc__[];
 PyObject *tt_checksum(PyObject *module, PyObject *arg);
 extern const char tt_checksum__doc__[];
 PyObject *tt_check_name(PyObject *module, PyObject *arg);
 extern const char tt_check_name__doc__[];
+
+/* packet.c: the packets of a PacketBatch or of a sequence of bytes-like objects
+ * as one tt_gro_pkt array, with the gro.c scratch for them (one allocation).
+ * GIL held. tt_pktlist_get: 0, or -1 with TypeError/MemoryError/OverflowError
+ * (nothing held). The views stay acquired, and a PacketBatch's slots must not be
+ * refilled, until tt_pktlist_release(). */
+typedef struct {
+    tt_gro_pkt *pkts;
+    Py_ssize_t n, nviews;
+    size_t total;       /* bytes in all packets */
+    Py_buffer *views;   /* NULL for a PacketBatch */
+    PyObject *seq;      /* the PySequence_Fast, or NULL */
+    void *scratch;      /* tt_gro_scratch_size(n) bytes, 8-aligned */
+    void *mem;
+} tt_pktlist;
+int tt_pktlist_get(PyObject *obj, PyTypeObject *batch_type, tt_pktlist *pl, const char *fname);
+void tt_pktlist_release(tt_pktlist *pl);
+
+/* device.c: the frozenset of merge kinds ("tcp", "udp") disabled after EINVAL. */
+TT_GETTER(coalesce_disabled);
 
 #endif /* TT_TUNTAP_H */

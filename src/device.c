@@ -364,6 +364,29 @@ Device_get_closed(DeviceObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->fd < 0);
 }
 
+PyObject *
+Device_get_coalesce_disabled(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    unsigned off = __atomic_load_n(&self->gro_off, __ATOMIC_RELAXED);
+    PyObject *set = PyFrozenSet_New(NULL), *name;
+    if (set == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!(off & (i ? TT_GRO_UDP : TT_GRO_TCP))) {
+            continue;
+        }
+        name = PyUnicode_FromString(i ? "udp" : "tcp");
+        if (name == NULL || PySet_Add(set, name) < 0) {
+            Py_XDECREF(name);
+            Py_DECREF(set);
+            return NULL;
+        }
+        Py_DECREF(name);
+    }
+    return set;
+}
+
 
 /* {"name", Device_<name>, flags, Device_<name>__doc__} */
 #define TT_M(name, flags) \
@@ -374,7 +397,7 @@ static PyMethodDef Device_methods[] = {
     TT_M(read, METH_FASTCALL),
     TT_M(write, METH_O),
     TT_M(read_batch, METH_O),
-    TT_M(write_batch, METH_O),
+    TT_M(write_batch, METH_FASTCALL | METH_KEYWORDS),
     TT_M(_try_readinto, METH_O),
     TT_M(_try_read, METH_FASTCALL),
     TT_M(_try_write, METH_O),
@@ -421,6 +444,9 @@ static PyGetSetDef Device_getset[] = {
      "The MAC address 'aa:bb:cc:dd:ee:ff' (TAP only; ValueError on TUN).", NULL},
     {"vnet_hdr_size", (getter)Device_get_vnet_hdr_size, (setter)Device_set_vnet_hdr_size,
      "Size of the virtio-net header on VNET_HDR devices (10 or 12).", NULL},
+    {"coalesce_disabled", (getter)Device_get_coalesce_disabled, NULL,
+     "The merges write_batch(coalesce=True) no longer tries on this device because the "
+     "kernel refused one with EINVAL: a frozenset of 'tcp' and 'udp'.", NULL},
     {"sndbuf", (getter)Device_get_sndbuf, (setter)Device_set_sndbuf,
      "Bytes of written packets the kernel may hold in flight before a write waits "
      "(TUNGETSNDBUF/TUNSETSNDBUF; INT_MAX by default).", NULL},

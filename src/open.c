@@ -48,6 +48,7 @@ tt_device_alloc(PyTypeObject *type)
     self->batch_type = st->PacketBatchType;
     self->fd = self->wakefd = self->ctlfd = -1;
     self->req_flags = -1;
+    self->offload = -1;
     self->timeout_ns = -1;
     self->nl_lock = PyThread_allocate_lock();
     if (self->nl_lock == NULL) {

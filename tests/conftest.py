@@ -47,6 +47,20 @@ from netutil import (
 
 REQUIRE_TUN = os.environ.get("TUNTAP_REQUIRE_TUN") == "1"
 
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the property tests skip through importorskip
+    pass
+else:
+    # Bounded and fast everywhere; in CI also derandomized (the same examples every run,
+    # no example database). TUNTAP_HYPOTHESIS_PROFILE picks one explicitly.
+    _hyp = dict(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("ci", derandomize=True, database=None, **_hyp)
+    settings.register_profile("dev", **_hyp)
+    settings.register_profile("soak", **dict(_hyp, max_examples=5000))  # by hand only
+    settings.load_profile(os.environ.get("TUNTAP_HYPOTHESIS_PROFILE")
+                          or ("ci" if os.environ.get("CI") else "dev"))
+
 
 @dataclass
 class TunEnv:
