@@ -19,6 +19,8 @@ userspace forwarder process that holds both fds. ``iperf3 -c`` in A sends TCP to
   each wake-up's batch to the other device's ``transport.write_batch``) on asyncio's own
   loop / on uvloop; ``tuntap-await`` / ``tuntap-await-uvloop``: ``--mode await``
   (``AsyncDevice`` tasks, ``await read_batch`` then ``await write_batch``).
+- ``tuntap-threads-uring`` / ``tuntap-epoll-uring``: the tuntap forwarders with
+  ``TUNTAP_IO=uring`` (the io_uring batch backend whatever ``io="auto"`` picks here).
 
 each ``plain`` (TUN, MTU 1500) and ``offload`` (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD(CSUM|TSO4|
 TSO6)``: 64 KiB TCP super-packets pass through with their virtio-net header). Per run:
@@ -39,6 +41,15 @@ divided by the time until the last queue is empty), median of ``--rounds`` after
 round. The kernel picks a queue by a hash of each flow's addresses and ports, so 64 random
 flows split unevenly (e.g. 45/55%) and the run would measure that split; the benchmark
 probes source ports first and picks 32 flows that land on each queue.
+
+The receive side of a VPN (``--modes coalesce napi napi-threaded``, tuntap forwarders
+only): ``tA`` stays plain MTU 1500 (it stands for the network) and only ``tB`` changes.
+``coalesce``: ``tB`` has ``VNET_HDR`` + TSO and the forwarder writes A -> B with
+``write_batch(batch, coalesce=True)`` (B -> A through ``segment()``); ``napi``: ``tB`` is
+opened with ``IFF_NAPI`` and written plain (the kernel's own GRO on TUN writes);
+``napi-threaded``: the same with threaded NAPI switched on for ``tB``. Compare them with
+``plain``. Segments per write = packets the forwarder read from ``tA`` / packets
+``tB`` received (its rx counter counts one per write).
 
 Output: one JSON line per run and per summary row; ``--markdown`` prints a table.
 Run as root (it makes and deletes two ``ip netns`` namespaces with unique names).
@@ -65,7 +76,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ADDR_A, ADDR_B = "10.77.0.1", "10.77.0.2"
 FORWARDERS = ("c-threads", "c-poll", "tuntap-threads", "tuntap-epoll", "ctypes-threads",
-              "tuntap-asyncio", "tuntap-uvloop", "tuntap-await", "tuntap-await-uvloop")
+              "tuntap-asyncio", "tuntap-uvloop", "tuntap-await", "tuntap-await-uvloop",
+              "tuntap-threads-uring", "tuntap-epoll-uring")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # <linux/if_tun.h>: user code copies these numbers, so the ctypes forwarder does too.
@@ -106,6 +118,36 @@ def tx_stats(ns: str, dev: str) -> tuple[int, int]:
     out = run("ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev).stdout
     tx = json.loads(out)[0]["stats64"]["tx"]
     return int(tx["bytes"]), int(tx["dropped"])
+
+
+def link_counters(ns: str, dev: str) -> dict[str, int]:
+    """tx/rx packets and bytes of a device (for TUN: rx counts one per write)."""
+    out = run("ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev).stdout
+    st = json.loads(out)[0]["stats64"]
+    return {f"{d}_{k}": int(st[d][k]) for d in ("tx", "rx") for k in ("packets", "bytes",
+                                                                         "dropped")}
+
+
+def napi_threads_cpu(dev: str) -> float:
+    """utime+stime of the threaded-NAPI kernel threads of ``dev`` ("napi/DEV-ID"), seconds.
+
+    Their work (B's receive path) is not in the forwarder's own CPU time."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith(f"napi/{dev}-"):
+                    continue
+            total += proc_cpu(int(pid))
+        except OSError:  # gone meanwhile
+            continue
+    return total
+
+
+MODES = ("plain", "offload", "coalesce", "napi", "napi-threaded")
+TUNTAP_ONLY = ("coalesce", "napi", "napi-threaded")
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -187,8 +229,9 @@ class Env:
         for ns in (self.ns_a, self.ns_b):  # by exact name; "not there" is fine
             run("ip", "netns", "del", ns, check=False)
 
-    def command(self, fwd: str, offload: bool) -> tuple[list[str], bool]:
+    def command(self, fwd: str, mode: str) -> tuple[list[str], bool]:
         """argv of the forwarder and whether it configures the links itself."""
+        offload = mode == "offload"
         life = str(int(self.seconds + self.omit + 60))
         common = [self.ns_a, "tA", self.ns_b, "tB"]
         if fwd.startswith("c-"):
@@ -196,20 +239,23 @@ class Env:
         if fwd.startswith("tuntap-"):
             # tuntap-asyncio / -uvloop: --mode asyncio (create_endpoint) on that loop;
             # tuntap-await[-uvloop]: --mode await (AsyncDevice tasks)
-            mode = fwd.split("-")[1]
+            design = fwd.split("-")[1]  # not `mode`: that is the TUN mode, used below
             loop = "uvloop" if fwd.endswith("uvloop") else "asyncio"
-            mode = "asyncio" if mode == "uvloop" else mode
+            design = "asyncio" if design == "uvloop" else design
             argv = [sys.executable, os.path.join(ROOT, "examples", "forward.py"),
-                    "--mode", mode, "--loop", loop, "--ns-a", self.ns_a, "--ns-b", self.ns_b,
+                    "--mode", design, "--loop", loop, "--ns-a", self.ns_a, "--ns-b", self.ns_b,
                     "--dev-a", "tA", "--dev-b", "tB", "--seconds", life]
-            return argv + (["--offload"] if offload else []), True
+            if fwd.endswith("-uring"):  # the same forwarder on the io_uring batch backend
+                argv = ["env", "TUNTAP_IO=uring", *argv]
+            return argv + ([] if mode == "plain" else [f"--{mode}"]), True
         if fwd == "ctypes-threads":
             return [sys.executable, os.path.abspath(__file__), "_ctypes", *common,
                     "1" if offload else "0", life], False
         raise ValueError(fwd)
 
-    def run_once(self, fwd: str, offload: bool) -> dict[str, object]:
-        argv, self_config = self.command(fwd, offload)
+    def run_once(self, fwd: str, mode: str) -> dict[str, object]:
+        offload = mode == "offload"
+        argv, self_config = self.command(fwd, mode)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         srv = None
         try:
@@ -235,13 +281,16 @@ class Env:
                 time.sleep(0.1)
             time.sleep(0.2)
             cpu0 = proc_cpu(proc.pid)
+            napi0 = napi_threads_cpu("tB")
             t0 = time.monotonic()
             r = run("ip", "netns", "exec", self.ns_a, "iperf3", "-c", ADDR_B, "-J",
                     "-t", str(self.seconds), "-O", str(self.omit),
                     check=False, timeout=self.seconds + self.omit + 60)
             wall = time.monotonic() - t0
             cpu = proc_cpu(proc.pid) - cpu0
+            napi_cpu = napi_threads_cpu("tB") - napi0
             (txa, dropa), (txb, dropb) = tx_stats(self.ns_a, "tA"), tx_stats(self.ns_b, "tB")
+            ca, cb = link_counters(self.ns_a, "tA"), link_counters(self.ns_b, "tB")
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -277,6 +326,7 @@ class Env:
         moved = end["sum_received"]["bits_per_second"] / 8 * wall
         return {
             "forwarder": fwd,
+            "mode": mode,
             "offload": offload,
             "gbps": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
             "retransmits": end["sum_sent"].get("retransmits", 0),
@@ -285,6 +335,12 @@ class Env:
             "packets_per_batch": round(packets / max(1, rounds), 2),
             "cpu_s_per_gb": round(cpu / (moved / 1e9), 4) if moved else None,
             "forwarder_cpu_s": round(cpu, 3),
+            # threaded NAPI: B's receive work runs in kernel threads, not the forwarder
+            "napi_thread_cpu_s": round(napi_cpu, 3),
+            "cpu_s_per_gb_with_napi": round((cpu + napi_cpu) / (moved / 1e9), 4) if moved else None,
+            # A -> B: packets read from tA per packet written into tB (tB's rx counter)
+            "segs_per_write": round(ca["tx_packets"] / max(1, cb["rx_packets"]), 2),
+            "bytes_per_write": round(cb["rx_bytes"] / max(1, cb["rx_packets"])),
             "wall_s": round(wall, 2),
             "iperf_bytes": rx_bytes,
         }
@@ -418,21 +474,34 @@ def queue_bench(queues: int, packets: int, rounds: int, pin: bool = True) -> dic
 
 # --------------------------------------------------------------------------------------
 KEYS = ("gbps", "retransmits", "tx_dropped", "bytes_per_read", "packets_per_batch",
-        "cpu_s_per_gb")
+        "cpu_s_per_gb", "segs_per_write", "bytes_per_write", "cpu_s_per_gb_with_napi")
 
 
 def summarize(results: list[dict[str, object]]) -> list[dict[str, object]]:
     rows = []
-    for offload in (False, True):
+    for mode in MODES:
         for fwd in FORWARDERS:
-            rs = [r for r in results if r["forwarder"] == fwd and r["offload"] == offload]
+            rs = [r for r in results if r["forwarder"] == fwd and r["mode"] == mode]
             if not rs:
                 continue
-            row: dict[str, object] = {"summary": fwd, "offload": offload, "n": len(rs)}
+            row: dict[str, object] = {"summary": fwd, "mode": mode, "offload": mode == "offload",
+                                      "n": len(rs)}
             for k in KEYS:
                 vals = [float(r[k]) for r in rs if r.get(k) is not None]  # type: ignore[arg-type]
                 row[k] = statistics.median(vals) if vals else None
                 row[k + "_range"] = [min(vals), max(vals)] if vals else None
+            # paired with plain of the same forwarder and repetition: immune to the load
+            # drifting between repetitions
+            base = {r["rep"]: r for r in results if r["forwarder"] == fwd and r["mode"] == "plain"}
+            pairs = [(r, base[r["rep"]]) for r in rs if r["rep"] in base]
+            if pairs and mode != "plain":
+                for k in ("gbps", "cpu_s_per_gb", "cpu_s_per_gb_with_napi"):
+                    row[k + "_x_plain"] = round(statistics.median(
+                        float(a[k]) / float(b[k]) for a, b in pairs  # type: ignore[arg-type]
+                        if a.get(k) and b.get(k)), 2)
+            gb = [float(r["gbps"]) * float(r["wall_s"]) / 8 for r in rs]  # type: ignore[arg-type]
+            row["retransmits_per_gb"] = round(statistics.median(
+                float(r["retransmits"]) / g for r, g in zip(rs, gb) if g), 0)  # type: ignore[arg-type]
             rows.append(row)
     return rows
 
@@ -446,13 +515,27 @@ def markdown(rows: list[dict[str, object]], queues: list[dict[str, object]], met
 
     out = [meta, "",
            "| TUN | forwarder | Gbps (min-max) | retransmits | tx_dropped | bytes/read "
-           "| packets/batch | CPU s/GB (min-max) | runs |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| packets/batch | segments/write B | CPU s/GB (min-max) | + NAPI thread | runs |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        out.append(f"| {'offload' if r['offload'] else 'plain'} | {r['summary']} | "
+        out.append(f"| {r['mode']} | {r['summary']} | "
                    f"{rng(r, 'gbps', '.2f')} | {r['retransmits']:,.0f} | {r['tx_dropped']:,.0f} | "
                    f"{r['bytes_per_read']:,.0f} | {r['packets_per_batch']:.1f} | "
-                   f"{rng(r, 'cpu_s_per_gb', '.3f')} | {r['n']} |")
+                   f"{r['segs_per_write']:.1f} | "
+                   f"{rng(r, 'cpu_s_per_gb', '.3f')} | {r['cpu_s_per_gb_with_napi']:.3f} | "
+                   f"{r['n']} |")
+    paired = [r for r in rows if "gbps_x_plain" in r]
+    if paired:
+        out += ["", "Paired with `plain` of the same forwarder and repetition (median of the "
+                "per-repetition ratios), and retransmits per GB moved:", "",
+                "| TUN | forwarder | Gbps x plain | CPU/GB x plain | CPU/GB (+ NAPI thread) "
+                "x plain | retransmits/GB |", "|---|---|---:|---:|---:|---:|"]
+        for r in rows:
+            if r["mode"] == "plain" or "gbps_x_plain" in r:
+                out.append(f"| {r['mode']} | {r['summary']} | {r.get('gbps_x_plain', 1.0):.2f} | "
+                           f"{r.get('cpu_s_per_gb_x_plain', 1.0):.2f} | "
+                           f"{r.get('cpu_s_per_gb_with_napi_x_plain', 1.0):.2f} | "
+                           f"{r['retransmits_per_gb']:,.0f} |")
     if queues:
         out += ["", "| queues | packets/s (median) | min-max | per round |",
                 "|---:|---:|---|---|"]
@@ -473,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--omit", type=float, default=1, help="iperf3 -O warm-up (default 1)")
     p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     p.add_argument("--only", nargs="*", choices=FORWARDERS, help="forwarders to run")
-    p.add_argument("--modes", nargs="*", choices=("plain", "offload"),
-                   default=["plain", "offload"])
+    p.add_argument("--modes", nargs="*", choices=MODES, default=["plain", "offload"],
+                   help="coalesce, napi and napi-threaded run the tuntap forwarders only")
     p.add_argument("--queues", action="store_true", help="also the 1 vs 2 queue read benchmark")
     p.add_argument("--queues-only", action="store_true")
     p.add_argument("--packets", type=int, default=20000, help="packets per queue-bench round")
@@ -498,12 +581,14 @@ def main(argv: list[str] | None = None) -> int:
                 for rep in range(args.reps):
                     for mode in args.modes:
                         for fwd in args.only or FORWARDERS:
+                            if mode in TUNTAP_ONLY and not fwd.startswith("tuntap-"):
+                                continue
                             try:
-                                r = env.run_once(fwd, mode == "offload")
+                                r = env.run_once(fwd, mode)
                             except RuntimeError as e:  # one retry, then give up
                                 print(json.dumps({"retry": fwd, "error": str(e)[:300]}),
                                       flush=True)
-                                r = env.run_once(fwd, mode == "offload")
+                                r = env.run_once(fwd, mode)
                             r["rep"] = rep
                             results.append(r)
                             print(json.dumps(r), flush=True)

@@ -16,6 +16,15 @@ read()/write(), copied to and compiled in ``_build/`` with ``cc -O2``); tuntap
 (``recv()`` parses into scapy packets, ``recv_raw()`` does not). A peer that is not
 installed or cannot run is printed as missing.
 
+Both batch backends side by side: ``tuntap read_batch(64) io=syscall`` / ``io=uring`` (and
+``write_batch``), with the C io_uring loop (``curing.c``: the same design in C, exactly K
+packets, 64 SQEs per enter) next to the C ``read()``/``write()`` floor. ``partial`` measures
+one ``read_batch`` call with Q = 1, 4, 16, 64 packets queued (and the first call after a
+burst), both backends paired per round. ``--seccomp N`` first installs a seccomp filter of N
+instructions that allows everything but cannot be cached by the kernel, which makes every
+syscall dearer and leaves io_uring's internal reads and writes alone: the dial that turns
+this machine into one whose syscalls cost what the issue's did (~1500 gives ~220 ns).
+
 Every run unshares a private network namespace (gone when the process exits), pins itself
 to one CPU, runs one warm-up and ``--rounds`` timed rounds per point (methods interleaved,
 order rotated each round) and prints one JSON line per result (median/min/max ns per packet,
@@ -25,6 +34,9 @@ ratio.
 
     sudo python benchmarks/bench_io.py all            # K=1024,8192 x 64,1400 bytes
     sudo python benchmarks/bench_io.py read -k 1024 -s 64 -r 9
+    sudo python benchmarks/bench_io.py all -k 1024 -s 64 \
+        --only "tuntap read_batch,tuntap write_batch,C io_uring"
+    sudo python benchmarks/bench_io.py partial -r 9 [--seccomp 1500]
     sudo python benchmarks/bench_io.py --baseline OLD/_tuntap.cpython-311-x86_64-linux-gnu.so
 
 ``--baseline`` loads another build of the extension (say, of an older commit) beside the
@@ -41,7 +53,13 @@ import io
 import json
 import os
 import platform
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -161,6 +179,195 @@ def scapy_methods() -> list[Method]:
     ]
 
 
+# --------------------------------------------------------------------------------------
+# io_uring: both tuntap backends, the C io_uring loop, the partial-queue bench, --seccomp
+# --------------------------------------------------------------------------------------
+BATCH = 64
+
+
+def backend_methods() -> list[Method]:
+    """read_batch/write_batch(64) on each backend, whatever io="auto" would pick here."""
+    import tuntap
+
+    methods: list[Method] = []
+    batches: dict[int, Any] = {}
+    for backend in ("syscall", "uring"):
+        def opener(ifname: str, io: str = backend) -> Any:
+            return tuntap.Device(ifname, io=io)
+
+        def run_read(dev: Any, k: int, packet: bytes) -> int:
+            batch = batches.get(id(dev))
+            if batch is None:  # one per device, faulted in before the clock starts
+                batch = batches[id(dev)] = tuntap.PacketBatch(BATCH, READ_BUFSIZE)
+                memoryview(batch).cast("B")[:] = bytes(BATCH * READ_BUFSIZE)
+            return _bench.loop_batch(dev.read_batch, batch, k)
+
+        def run_write(dev: Any, k: int, packet: bytes) -> int:
+            batch = tuntap.PacketBatch(BATCH, READ_BUFSIZE)
+            for _ in range(min(BATCH, k)):
+                batch.append(packet)
+            return _bench.loop_batch(dev.write_batch, batch, k)
+
+        methods.append(Method(f"tuntap read_batch({BATCH}) io={backend}", "read", opener,
+                              run_read))
+        methods.append(Method(f"tuntap write_batch({BATCH}) io={backend}", "write", opener,
+                              run_write))
+    return methods
+
+
+class _Fd:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def curing_methods() -> list[Method]:
+    """The C io_uring loops (curing.c), built into _build/ and called through ctypes."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    names = (("C io_uring read", "read"), ("C io_uring write", "write"))
+    if not cc:
+        return [Method(n, k, missing="no C compiler (cc) found") for n, k in names]
+    out = os.path.join(HERE, "_build")
+    os.makedirs(out, exist_ok=True)
+    lib_path = os.path.join(out, "libcuring.so")
+    src = os.path.join(HERE, "curing.c")
+    if not os.path.exists(lib_path) or os.path.getmtime(lib_path) < os.path.getmtime(src):
+        proc = subprocess.run([cc, "-O2", "-Wall", "-shared", "-fPIC", "-o", lib_path, src],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            why = f"compiling curing.c failed: {proc.stderr.strip()[:300]}"
+            return [Method(n, k, missing=why) for n, k in names]
+    lib = ctypes.CDLL(lib_path, use_errno=True)
+    lib.curing_run.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_size_t,
+                               ctypes.POINTER(ctypes.c_longlong),
+                               ctypes.POINTER(ctypes.c_longlong))
+    lib.curing_buffer.restype = ctypes.c_void_p
+
+    def opener(ifname: str) -> _Fd:
+        return _Fd(_bench.open_plain_tun(ifname))
+
+    def run(dev: _Fd, packet: bytes | None, k: int) -> int:
+        if packet is not None:
+            ctypes.memmove(lib.curing_buffer(), packet, len(packet))
+        ns, nbytes = ctypes.c_longlong(), ctypes.c_longlong()
+        size = len(packet) if packet is not None else READ_BUFSIZE
+        if lib.curing_run(dev.fd, packet is not None, k, size, ctypes.byref(ns),
+                          ctypes.byref(nbytes)) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"C io_uring loop: {os.strerror(err)}")
+        return ns.value
+
+    return [Method(names[0][0], "read", opener, lambda d, k, p: run(d, None, k)),
+            Method(names[1][0], "write", opener, lambda d, k, p: run(d, p, k))]
+
+
+def install_seccomp(insns: int) -> None:
+    """An allow-everything seccomp filter of `insns` instructions that loads a syscall
+    argument, so the kernel cannot cache it (the seccomp action bitmap): every syscall of
+    this process and its children then runs the whole filter (benchmarks/uring_proto.c)."""
+    if not 2 <= insns <= 4096:
+        raise ValueError("--seccomp takes 2 to 4096 instructions")
+    libc = ctypes.CDLL(None, use_errno=True)
+    ld_arg0 = struct.pack("HBBI", 0x20, 0, 0, 16)  # ld [16]: seccomp_data.args[0]
+    ret_allow = struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000)
+    code = ld_arg0 * (insns - 1) + ret_allow
+    buf = ctypes.create_string_buffer(code, len(code))
+    prog = struct.pack("HxxxxxxQ", insns, ctypes.addressof(buf))
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, prog) != 0:  # NO_NEW_PRIVS, SECCOMP
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+
+
+def syscall_ns() -> float:
+    """Median of 9 x 2,000 getppid() calls: the syscall round trip, in ns."""
+    runs = []
+    for _ in range(9):
+        t0 = time.perf_counter_ns()
+        for _ in range(2000):
+            os.getppid()
+        runs.append((time.perf_counter_ns() - t0) / 2000)
+    return statistics.median(runs)
+
+
+def partial_bench(rounds: int, calls: int = 64, qs: tuple[int, ...] = (1, 4, 16, 64)
+                  ) -> list[dict[str, Any]]:
+    """One read_batch(64) call with Q packets queued, per backend, `calls` calls per round;
+    plus "burst": the first call after a 256-packet burst was drained, with 1 queued."""
+    import tuntap
+
+    devs: dict[str, Any] = {}
+    fill = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for i, io in enumerate(("syscall", "uring")):
+            dev = devs[io] = tuntap.Device(f"tp{i}", io=io)
+            _bench.configure(dev.name, f"10.202.{i}.1", "255.255.255.0", 1024)
+            dev.setblocking(False)
+        batch = tuntap.PacketBatch(BATCH, READ_BUFSIZE)
+        memoryview(batch).cast("B")[:] = bytes(BATCH * READ_BUFSIZE)
+        points = [*qs, "burst"]
+        times: dict[tuple[str, object], list[float]] = {(io, q): [] for io in devs for q in points}
+
+        def queue(i: int, n: int) -> None:
+            for _ in range(n):
+                fill.sendto(b"x" * 64, (f"10.202.{i}.2", 9))
+
+        def one(io: str, q: object) -> float:
+            i = 0 if io == "syscall" else 1
+            dev = devs[io]
+            total = 0
+            reps = calls if q != "burst" else calls // 4
+            for _ in range(reps):
+                if q == "burst":
+                    queue(i, 256)
+                    try:
+                        while True:  # drain the burst down to EAGAIN
+                            dev.read_batch(batch)
+                    except BlockingIOError:
+                        pass
+                    n = 1
+                else:
+                    n = int(q)  # type: ignore[call-overload]
+                queue(i, n)
+                t0 = time.perf_counter_ns()
+                got = dev.read_batch(batch)
+                total += time.perf_counter_ns() - t0
+                if got != n:
+                    raise RuntimeError(f"{io}: read {got} of {n} queued")
+            return total / reps
+
+        for rnd in range(rounds + 1):  # round 0: warm-up
+            for q in points:
+                order = ["syscall", "uring"] if rnd % 2 else ["uring", "syscall"]
+                for io in order:
+                    if q != "burst":
+                        queue(0 if io == "syscall" else 1, int(q))  # type: ignore[call-overload]
+                        devs[io].read_batch(batch)  # the steady state for q
+                    t = one(io, q)
+                    if rnd:
+                        times[(io, q)].append(t)
+        out = []
+        for q in points:
+            base = times[("syscall", q)]
+            for io in devs:
+                ts = times[(io, q)]
+                out.append({"bench": "partial", "method": f"tuntap read_batch({BATCH}) io={io}",
+                            "queued": q, "median_ns_per_call": round(statistics.median(ts), 1),
+                            "min_ns": round(min(ts), 1), "max_ns": round(max(ts), 1),
+                            "ratio_to_syscall": round(statistics.median(
+                                [a / b for a, b in zip(ts, base)]), 3)})
+        return out
+    finally:
+        fill.close()
+        for dev in devs.values():
+            dev.close()
+
+
 def _version(dist: str) -> str:
     try:
         from importlib.metadata import version
@@ -219,7 +426,8 @@ def load_baseline(path: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("read", "write", "all"), nargs="?", default="all")
+    ap.add_argument("what", choices=("read", "write", "all", "partial"), nargs="?",
+                    default="all")
     ap.add_argument("-k", "--packets", type=int, nargs="+", default=[1024, 8192])
     ap.add_argument("-s", "--payload", type=int, nargs="+", default=[64, 1400])
     ap.add_argument("-r", "--rounds", type=int, default=7)
@@ -229,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                          "ctypes os.read': run only those (and the C floor)")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bar (it is only drawn when stderr is a terminal)")
+    ap.add_argument("--seccomp", type=int, default=0, metavar="N",
+                    help="install an uncacheable allow-all seccomp filter of N instructions "
+                         "first: syscalls cost more, io_uring's internal I/O does not")
     ap.add_argument("--no-fifo", action="store_true",
                     help="do not switch to SCHED_FIFO (default: FIFO priority 1, so other "
                          "processes on the pinned CPU cannot preempt a timed loop)")
@@ -251,6 +462,27 @@ def main(argv: list[str] | None = None) -> int:
     # The C source is package data (python -m tuntap bench needs it in a wheel);
     # compile_cfloor copies it to _build/cfloor.c next to the binaries it builds.
     floor = _bench.compile_cfloor(os.path.join(HERE, "_build"))
+    curing = curing_methods()  # compiled before --seccomp, like the floor
+    if args.seccomp:
+        install_seccomp(args.seccomp)
+    if args.what == "partial":
+        import tuntap  # noqa: F401 - io="auto" below measures under the filter
+        from tuntap import _tuntap
+        print(json.dumps({"meta": {**machine_info(cpu), "syscall_ns": round(syscall_ns(), 1),
+                                   "seccomp_insns": args.seccomp,
+                                   "io_uring_probe": _tuntap._io_uring_probe(True)}}),
+              flush=True)
+        rows = partial_bench(args.rounds)
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        print("\n| read_batch(64), one call | " + " | ".join(
+            f"Q={r['queued']}" for r in rows[::2]) + " |")
+        print("|---|" + "---:|" * (len(rows) // 2))
+        for backend in ("syscall", "uring"):
+            cells = [f"{r['median_ns_per_call']:,.0f} ({r['ratio_to_syscall']:.2f}x)"
+                     for r in rows if r["method"].endswith(backend)]
+            print(f"| io={backend}: ns/call (x syscall) | " + " | ".join(cells) + " |")
+        return 0
 
     keys = [x for x in args.only.split(",") if x]
 
@@ -260,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     factories: list[tuple[str, Callable[[], list[Method]]]] = [
         ("C", floor_methods), ("tuntap", _bench.tuntap_methods), ("ctypes", ctypes_methods),
         ("baseline", lambda: _bench.tuntap_methods(baseline, "baseline") if baseline else []),
-        ("pytun", pytun_methods), ("pytap2", pytap2_methods), ("scapy", scapy_methods)]
+        ("pytun", pytun_methods), ("pytap2", pytap2_methods), ("scapy", scapy_methods),
+        ("C", lambda: curing), ("tuntap", backend_methods)]
     methods: list[Method] = []
     for prefix, factory in factories:
         # --only skips whole libraries, so that e.g. importing scapy stays out of a profile.
@@ -276,6 +509,14 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine_info(cpu)
     info["sched"] = "SCHED_FIFO 1" if fifo else "SCHED_OTHER"
+    info["seccomp_insns"] = args.seccomp
+    info["syscall_ns"] = round(syscall_ns(), 1)
+    try:
+        from tuntap import _tuntap
+
+        info["io_uring_probe"] = _tuntap._io_uring_probe(True)
+    except (ImportError, AttributeError):
+        pass
     info["command"] = "python benchmarks/bench_io.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
     print(json.dumps({"meta": info}), flush=True)

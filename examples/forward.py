@@ -10,12 +10,23 @@ Run as root::
 
     python examples/forward.py                    # ping A -> B through the tunnel
     python examples/forward.py --offload --iperf 5  # TCP with TSO super-packets
+    python examples/forward.py --coalesce --iperf 5 # A plain, B gets 64 KiB super-packets
 
 With ``--offload`` both devices are opened with ``Flags.VNET_HDR`` and
 ``set_offload(CSUM | TSO4 | TSO6)``: the kernel hands over 64 KiB TCP super-packets with a
 virtio-net header, and since the other device takes the same header, they pass through
 unchanged (no segmentation, no checksum work in userspace): one read and one write per
 ~45 MTU-sized packets.
+
+``--coalesce`` is the receive side of a VPN: ``tunA`` stays a plain MTU-1500 device (it
+stands for the network, where packets arrive MTU-sized) and only ``tunB`` has
+``VNET_HDR`` and TSO. A -> B, each batch read from A is written with
+``write_batch(batch, coalesce=True)``: consecutive TCP segments of a flow become one
+super-packet, so B's kernel runs its receive path once per ~45 segments. B -> A (the
+ACKs), ``tuntap.segment()`` strips the virtio-net header (and would split a super-packet).
+``--napi`` opens ``tunB`` with ``Flags.NAPI`` instead (plain writes, the kernel's own GRO
+on them), ``--napi-threaded`` also switches B to threaded NAPI. ``--coalesce`` needs
+``--mode epoll`` or ``threads``.
 
 Loop designs (``--mode``): ``epoll`` (the default), one thread polling both devices
 and draining a ready one batch by batch; ``threads``, one thread per direction (per
@@ -47,6 +58,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import tuntap
@@ -68,17 +80,23 @@ class Counters:
 
 
 def open_pair(ns_a: str, ns_b: str, name_a: str, name_b: str, *, offload: bool,
-              blocking: bool, queues: int = 1) -> tuple[list[tuntap.Device], list[tuntap.Device]]:
-    """Create one device in each namespace (``queues`` fds each), configured and up."""
-    flags = tuntap.Flags.TUN | tuntap.Flags.NO_PI
-    if offload:
-        flags |= tuntap.Flags.VNET_HDR
+              blocking: bool, queues: int = 1, coalesce: bool = False, napi: bool = False,
+              napi_threaded: bool = False) -> tuple[list[tuntap.Device], list[tuntap.Device]]:
+    """Create one device in each namespace (``queues`` fds each), configured and up.
+
+    ``offload``: both with VNET_HDR and TSO; ``coalesce``: only B; ``napi``: B with
+    ``Flags.NAPI`` (``napi_threaded``: and threaded NAPI)."""
+    base = tuntap.Flags.TUN | tuntap.Flags.NO_PI
     if queues > 1:
-        flags |= tuntap.Flags.MULTI_QUEUE
+        base |= tuntap.Flags.MULTI_QUEUE
     sides: list[list[tuntap.Device]] = []
     try:
-        ends = ((ns_a, name_a, ADDR_A, ADDR_B), (ns_b, name_b, ADDR_B, ADDR_A))
-        for ns, name, addr, peer in ends:
+        ends = ((ns_a, name_a, ADDR_A, ADDR_B, offload),
+                (ns_b, name_b, ADDR_B, ADDR_A, offload or coalesce))
+        for ns, name, addr, peer, vnet in ends:
+            flags = base | (tuntap.Flags.VNET_HDR if vnet else 0)
+            if napi and ns == ns_b:
+                flags |= tuntap.Flags.NAPI
             devs: list[tuntap.Device] = []
             sides.append(devs)
             for _ in range(queues):
@@ -86,12 +104,18 @@ def open_pair(ns_a: str, ns_b: str, name_a: str, name_b: str, *, offload: bool,
             dev = devs[0]
             # The offload mask is device-wide state left by the previous owner: always set it.
             mask = tuntap.Offload(0)
-            if offload:
+            if vnet:
                 for bit in OFFLOADS:
                     mask |= tuntap.Offload[bit]
             dev.set_offload(mask)
             dev.add_address(f"{addr}/32", peer=peer)
             dev.up()
+            if napi_threaded and ns == ns_b:
+                # /sys/class/net shows the namespace that mounted sysfs: ip netns exec
+                # mounts B's.
+                subprocess.run(["ip", "netns", "exec", ns, "sh", "-c",
+                                f"echo 1 > /sys/class/net/{name}/threaded"], check=True,
+                               timeout=10)
     except BaseException:
         for devs in sides:
             for d in devs:
@@ -106,11 +130,35 @@ def slot_size(offload: bool) -> int:
     return 65536 + 64 if offload else 2048
 
 
+Writer = Callable[[tuntap.PacketBatch], int]
+
+
+def writer(src: tuntap.Device, dst: tuntap.Device) -> Writer:
+    """What writes a batch read from src to dst: write_batch as it is between devices
+    of the same kind, write_batch(coalesce=True) from a plain device to a VNET_HDR one,
+    segment() from a VNET_HDR device to a plain one. Returns packets written."""
+    write_batch = dst.write_batch
+    if not src.header_size and dst.header_size:
+        return lambda batch: write_batch(batch, coalesce=True)
+    if src.header_size and not dst.header_size:
+        out = tuntap.PacketBatch(64, 2048)
+        segment = tuntap.segment
+
+        def split(batch: tuntap.PacketBatch) -> int:
+            done = 0
+            for pkt in batch:
+                k = segment(pkt, out)
+                done += write_batch(out) == k
+            return done
+        return split
+    return write_batch
+
+
 def pump(src: tuntap.Device, dst: tuntap.Device, stop: threading.Event, batch_size: int,
          offload: bool, counters: Counters) -> None:
     """One direction, one thread: read a batch, write it, until ``stop`` is set."""
-    batch = tuntap.PacketBatch(batch_size, slot_size(offload))
-    read_batch, write_batch, is_set = src.read_batch, dst.write_batch, stop.is_set
+    batch = tuntap.PacketBatch(batch_size, slot_size(bool(src.header_size)))
+    read_batch, write_batch, is_set = src.read_batch, writer(src, dst), stop.is_set
     reads = packets = dropped = 0
     src.settimeout(0.2)  # wake up now and then to look at the stop flag
     try:
@@ -153,18 +201,19 @@ def run_epoll(pairs: list[tuple[tuntap.Device, tuntap.Device]], stop: threading.
               batch_size: int, offload: bool) -> list[Counters]:
     """One thread, all devices non-blocking, epoll; drain a ready device batch by batch."""
     counters = [Counters() for _ in pairs]
-    batch = tuntap.PacketBatch(batch_size, slot_size(offload))
+    batches = {v: tuntap.PacketBatch(batch_size, slot_size(v)) for v in (False, True)}
     ep = select.epoll()
     route = {}
     for i, (src, dst) in enumerate(pairs):
         src.setblocking(False)
         ep.register(src.fileno(), select.EPOLLIN)
-        route[src.fileno()] = (src.read_batch, dst.write_batch, counters[i])
+        route[src.fileno()] = (src.read_batch, writer(src, dst), counters[i],
+                               batches[bool(src.header_size)])
     poll, is_set = ep.poll, stop.is_set
     try:
         while not is_set():
             for fd, _ in poll(0.2):
-                read_batch, write_batch, c = route[fd]
+                read_batch, write_batch, c, batch = route[fd]
                 # Drain a ready device, but at most 16 batches before looking at the other
                 # one: the reverse direction carries the ACKs that keep TCP sending. With
                 # offloads a wake-up finds 1-2 super-packets, so this loop body is the
@@ -369,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--offload", action="store_true",
                    help="VNET_HDR + set_offload(CSUM|TSO4|TSO6) on both devices")
+    p.add_argument("--coalesce", action="store_true",
+                   help="A plain, B VNET_HDR + TSO; A -> B written with coalesce=True")
+    p.add_argument("--napi", action="store_true", help="B opened with Flags.NAPI")
+    p.add_argument("--napi-threaded", action="store_true",
+                   help="B opened with Flags.NAPI and switched to threaded NAPI")
     p.add_argument("--mode", choices=("threads", "epoll", "asyncio", "await"), default="epoll",
                    help="one epoll thread for all devices (default), one thread per "
                         "direction, asyncio's protocol interface (tuntap.asyncio."
@@ -390,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if bool(args.ns_a) != bool(args.ns_b):
         p.error("--ns-a and --ns-b go together")
+    if args.coalesce and args.mode not in ("epoll", "threads"):
+        p.error("--coalesce needs --mode epoll or threads")
     external = bool(args.ns_a)
     require_root()
     for tool in ("ip", "ping") + (("iperf3",) if args.iperf else ()):
@@ -412,7 +468,10 @@ def main(argv: list[str] | None = None) -> int:
                 made.append(ns)
                 subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=10)
         side_a, side_b = open_pair(ns_a, ns_b, args.dev_a, args.dev_b, offload=args.offload,
-                                   blocking=args.mode == "threads", queues=args.queues)
+                                   blocking=args.mode == "threads", queues=args.queues,
+                                   coalesce=args.coalesce,
+                                   napi=args.napi or args.napi_threaded,
+                                   napi_threaded=args.napi_threaded)
         devices = side_a + side_b
         try:
             pairs = list(zip(side_a, side_b)) + list(zip(side_b, side_a))
@@ -449,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
                 "forwarder": f"tuntap-{args.mode}" + (
                     f"-{args.loop}" if args.mode in ("asyncio", "await") else ""),
                 "offload": args.offload,
+                "coalesce": args.coalesce,
+                "napi": "threaded" if args.napi_threaded else bool(args.napi),
                 "seconds": round(time.monotonic() - t0, 3),
                 "cpu_seconds": round(time.process_time() - cpu0, 3),
                 "directions": [c.as_dict() for c in counters],

@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         payloads = [p for p in map(udp_payload, batch) if p is not None]
         print(f"read_batch: {count} packet(s), sizes {sizes}, UDP payloads {payloads}")
 
+        # write-side GRO: what a VNET_HDR device would be written (one packet: no merge)
+        out = tuntap.PacketBatch(capacity=8, slot_size=65536 + 64)
+        merged: int = tuntap.coalesce(batch, out, udp=True, max_segments=64)
+        hdr: tuntap.VirtioNetHdr = tuntap.VirtioNetHdr.parse(out[0])
+        disabled: frozenset[str] = dev.coalesce_disabled
+        print(f"coalesce: {count} -> {merged} packet(s), gso_type {hdr.gso_type}, {disabled}")
+
         infos: list[tuntap.DeviceInfo] = tuntap.list_devices(netns=None)
         print("devices:", [(info.name, info.ifindex) for info in infos])
         carrier: bool = dev.carrier

@@ -52,6 +52,8 @@ tt_find_state(PyTypeObject *type)
 static PyMethodDef tt_functions[] = {
     {"segment", (PyCFunction)(void (*)(void))tt_segment, METH_VARARGS | METH_KEYWORDS,
      tt_segment__doc__},
+    {"coalesce", (PyCFunction)(void (*)(void))tt_coalesce, METH_VARARGS | METH_KEYWORDS,
+     tt_coalesce__doc__},
     {"checksum", (PyCFunction)tt_checksum, METH_O, tt_checksum__doc__},
     {"_check_name", (PyCFunction)tt_check_name, METH_O, tt_check_name__doc__},
     {"features", (PyCFunction)(void (*)(void))tt_features, METH_FASTCALL, tt_features__doc__},
@@ -61,6 +63,8 @@ static PyMethodDef tt_functions[] = {
      tt_link_kind__doc__},
     {"_after_fork_child", (PyCFunction)tt_after_fork_child, METH_NOARGS,
      tt_after_fork_child__doc__},
+    {"_io_uring_probe", (PyCFunction)(void (*)(void))tt_io_uring_probe, METH_FASTCALL,
+     tt_io_uring_probe__doc__},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,10 +16,13 @@
  *               the MAC filter
  *   links.c     the TUN/TAP links of any namespace (list_devices, delete)
  *   batch.c     the PacketBatch type and Device.read_batch/write_batch
- *   packet.c    segment() and checksum(): wrappers of the pure-C units
+ *   uring.c     the io_uring backend of read_batch/write_batch (io="uring"),
+ *               on ring.c/ring.h (a minimal io_uring, pure C)
+ *   packet.c    segment(), coalesce() and checksum(): wrappers of the pure-C units
  *   capi.c      the C API: the function table of tuntap/capi.h and its capsule
  *   netlink.c   rtnetlink messages (pure C, netlink.h)
  *   gso.c       GSO segmentation (pure C, gso.h); csum.h: checksums (pure C)
+ *   gro.c       write-side GRO, coalescing into super-packets (pure C, gro.h)
  *
  * "GIL held" below means the function must be called with the GIL held and may
  * raise; "no GIL" means it uses no Python API at all.
@@ -37,6 +40,8 @@
 
 #include <net/if.h>
 #include <linux/if_tun.h>
+
+#include "gro.h"
 
 /* USO offloads (Linux 6.2); older uapi headers lack them, the values are ABI. */
 #ifndef TUN_F_USO4
@@ -118,6 +123,11 @@ tt_state *tt_find_state(PyTypeObject *type);
 /* Objects                                                                   */
 /* ------------------------------------------------------------------------ */
 
+typedef struct tt_uring tt_uring; /* uring.c: a device's io_uring rings */
+
+/* Device.io: the backend of read_batch/write_batch (TT_IO_AUTO only as a request). */
+enum { TT_IO_SYSCALL = 0, TT_IO_URING = 1, TT_IO_AUTO = 2 };
+
 typedef struct tt_device {
     PyObject_HEAD
     int fd;             /* the /dev/net/tun fd, always O_NONBLOCK; -1 once closed */
@@ -126,9 +136,15 @@ typedef struct tt_device {
     int busy;           /* threads inside a syscall on fd/ctlfd (atomic; engine.c) */
     int req_flags;      /* flags given to TUNSETIFF, -1 if unknown (fromfd) */
     int hdr_len;        /* packet-info + vnet header bytes before each packet */
+    int hdr_flags;      /* the flags hdr_len was computed from (control.c) */
+    int offload;        /* TUN_F_* mask last set by set_offload(); -1 unknown */
+    unsigned gro_off;   /* TT_GRO_* merges the kernel refused with EINVAL: no longer
+                           tried on this device (atomic; batch.c) */
     int64_t timeout_ns; /* -1: block forever; 0: non-blocking; > 0: timeout */
     PyThread_type_lock nl_lock; /* serializes netlink requests on ctlfd */
     PyTypeObject *batch_type;   /* borrowed: the module (via our type) outlives us */
+    tt_uring *uring;    /* the io_uring backend; NULL: read()/write() (or closed) */
+    int io;             /* TT_IO_SYSCALL or TT_IO_URING, as opened */
     char name[IFNAMSIZ];
     /* engine.c: every live device is on one list (GIL held) so that a forked child
      * can drop the state it must not share with the parent (tt_after_fork_child);
@@ -322,6 +338,67 @@ Py_ssize_t tt_io_nogil(DeviceObject *self, int is_write, void *buf, size_t len,
                        int64_t timeout_ns);
 
 /* ------------------------------------------------------------------------ */
+/* uring.c: the io_uring backend of read_batch/write_batch                    */
+/* ------------------------------------------------------------------------ */
+
+/* One packet to write (write_batch of a sequence). */
+typedef struct {
+    const char *data;
+    size_t len;
+} tt_pkt;
+
+/* A device's io_uring backend or NULL; any thread, GIL or not (tt_shutdown sets it
+ * NULL after marking the device closed, and frees it once no thread is busy: a
+ * pointer read before tt_call/tt_call_nogil is valid whenever the impl runs). */
+static inline tt_uring *
+tt_device_uring(DeviceObject *self)
+{
+    return __atomic_load_n(&self->uring, __ATOMIC_ACQUIRE);
+}
+
+/* No GIL. Make the rings of a device whose fd is `devfd` (checks that a READ with
+ * RWF_NOWAIT works on it). 0, or -1 with errno and *what naming the failing call. */
+int tt_uring_open(int devfd, tt_uring **out, const char **what);
+/* No GIL, no thread inside a call on the device (tt_shutdown). NULL is a no-op. */
+void tt_uring_free(tt_uring *u);
+/* No GIL (read_batch's impl). Slots [0, *count) hold packets; read more into the
+ * following slots through the ring. Returns 1 when the batch is complete (full,
+ * the queue said EAGAIN, or an error left for the next call), 0 when the caller
+ * must go on with read() from *count (small batches, a busy ring, a refusal). */
+int tt_uring_read_more(tt_uring *u, int devfd, PacketBatchObject *b, Py_ssize_t *count);
+/* No GIL. Record how many packets a read_batch call took (sizes the next one). */
+void tt_uring_read_done(tt_uring *u, Py_ssize_t count);
+/* No GIL (write_batch's impl). Write packets [*done, count) of `pkts`, or when pkts
+ * is NULL the batch's packets boff + [*done, count), through the ring, advancing
+ * *done; stops before an empty packet. 0: the caller goes on with write() from *done
+ * (possibly nothing left); -1 with errno: the write of packet *done failed (nothing
+ * after it was written). */
+int tt_uring_write(tt_uring *u, int devfd, const tt_pkt *pkts, const PacketBatchObject *b,
+                   Py_ssize_t boff, Py_ssize_t *done, Py_ssize_t count);
+/* No GIL. True once the kernel refused the ring at run time (read()/write() then). */
+int tt_uring_broken(const tt_uring *u);
+
+/* What io="auto" measured: is io_uring usable (err: why not), and the ns of one
+ * EAGAIN read of an empty eventfd by read() and by a READ SQE. */
+typedef struct {
+    int available, faster, err;
+    double syscall_ns, uring_ns;
+} tt_uring_calib;
+/* No GIL. Measure (about 0.2 ms). 0, or -1 with out->err. */
+int tt_uring_calibrate(tt_uring_calib *out);
+
+/* GIL held. io= of Device(): NULL (absent), "auto", "uring" or "syscall". 0 or -1. */
+int tt_parse_io(PyObject *obj, int *out);
+/* GIL held. Give a just-opened device its backend for TT_IO_* `req` (TUNTAP_IO
+ * overrides "auto"): "uring" raises when io_uring is unusable, "auto" then stays
+ * on read()/write(). 0 or -1. */
+int tt_uring_attach(DeviceObject *self, int req);
+/* GIL held. A dict of the counters, for tests. */
+PyObject *tt_uring_stats(const tt_uring *u);
+PyObject *tt_io_uring_probe(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char tt_io_uring_probe__doc__[];
+
+/* ------------------------------------------------------------------------ */
 /* open.c: making devices (GIL held)                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -390,6 +467,8 @@ TT_SETTER(vnet_hdr_size);
 TT_GETTER(header_size);
 TT_GETTER(sndbuf);
 TT_SETTER(sndbuf);
+TT_GETTER(io);           /* uring.c */
+TT_GETTER(_uring_stats); /* uring.c */
 /* Closures of the ifint getter/setter pair (which SIOC ioctls, which name). */
 typedef struct {
     unsigned long get, set;
@@ -430,35 +509,61 @@ extern const char tt_link_kind__doc__[];
 /* ------------------------------------------------------------------------ */
 
 TT_METHOD(read_batch);
-TT_METHOD(write_batch);
+PyObject *Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames);
+extern const char Device_write_batch__doc__[];
 /* The non-raising "try first" forms for tuntap.asyncio/anyio: never wait; -1 on
  * EAGAIN instead of BlockingIOError; every other error raises like the sync API. */
 TT_METHOD(_try_read_batch);
 TT_FASTMETHOD(_try_write_batch);
 
 /* batch.c: the attempts of read_batch/write_batch (tt_op impls: no GIL), shared with
- * the C API (capi.c). read: op->ctx is the PacketBatchObject; fills its sizes and
+ * the C API (capi.c). read: op->ctx is a tt_read_ctx; fills the batch's sizes and
  * returns the packet count (the caller sets b->count). write: op->ctx is a
- * tt_write_ctx; writes packets [done, count) of `pkts`, or of the PacketBatch `b`
- * from index `first` on (an empty packet ends the run), and returns base + done;
- * `base` is what earlier calls wrote (the chunks of a sequence). */
+ * tt_write_ctx; writes packets [done, count) of `pkts` (tt_pkt: uring.c's section),
+ * or of the PacketBatch `b` from index `first` on (an empty packet ends the run), and
+ * returns base + done; `base` is what earlier calls wrote (the chunks of a sequence).
+ * `u` is the device's io_uring backend (tt_device_uring()), NULL for read()/write(). */
 typedef struct {
-    const char *data;
-    size_t len;
-} tt_pkt;
+    PacketBatchObject *b;
+    tt_uring *u;
+} tt_read_ctx;
 typedef struct {
     const tt_pkt *pkts;
     const PacketBatchObject *b;
     Py_ssize_t first, base, done, count;
+    tt_uring *u;
 } tt_write_ctx;
 ssize_t tt_read_batch_impl(tt_op *op);
 ssize_t tt_write_batch_impl(tt_op *op);
 
 PyObject *tt_segment(PyObject *module, PyObject *args, PyObject *kwargs);
 extern const char tt_segment__doc__[];
+PyObject *tt_coalesce(PyObject *module, PyObject *args, PyObject *kwargs);
+extern const char tt_coalesce__doc__[];
 PyObject *tt_checksum(PyObject *module, PyObject *arg);
 extern const char tt_checksum__doc__[];
 PyObject *tt_check_name(PyObject *module, PyObject *arg);
 extern const char tt_check_name__doc__[];
+
+/* packet.c: the packets of a PacketBatch or of a sequence of bytes-like objects
+ * as one tt_gro_pkt array, with the gro.c scratch for them (one allocation).
+ * GIL held. tt_pktlist_get: 0, or -1 with TypeError/MemoryError/OverflowError
+ * (nothing held). The views stay acquired, and a PacketBatch's slots must not be
+ * refilled, until tt_pktlist_release(). */
+typedef struct {
+    tt_gro_pkt *pkts;
+    Py_ssize_t n, nviews;
+    size_t total;       /* bytes in all packets */
+    Py_buffer *views;   /* NULL for a PacketBatch */
+    PyObject *seq;      /* the PySequence_Fast, or NULL */
+    void *scratch;      /* tt_gro_scratch_size(n) bytes, 8-aligned */
+    void *mem;
+} tt_pktlist;
+int tt_pktlist_get(PyObject *obj, PyTypeObject *batch_type, tt_pktlist *pl, const char *fname);
+void tt_pktlist_release(tt_pktlist *pl);
+
+/* device.c: the frozenset of merge kinds ("tcp", "udp") disabled after EINVAL. */
+TT_GETTER(coalesce_disabled);
 
 #endif /* TT_TUNTAP_H */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <structmember.h>
@@ -16,24 +17,35 @@
 /* Fill the batch: the first read may find nothing (EAGAIN: the engine waits and
  * calls again); once one packet is in, read without waiting until the batch is
  * full or the queue is empty. An error after the first packet is left for the next
- * call to report: the packets read so far are returned now. */
+ * call to report: the packets read so far are returned now. The first read is
+ * always read(), so an empty queue looks the same on both backends; io_uring may
+ * then take the rest (uring.c). op->ctx: a tt_read_ctx. */
 ssize_t
 tt_read_batch_impl(tt_op *op)
 {
-    PacketBatchObject *b = op->ctx;
+    tt_read_ctx *c = op->ctx;
+    PacketBatchObject *b = c->b;
     size_t slot = (size_t)b->slot_size;
-    Py_ssize_t i, cap = b->capacity;
+    Py_ssize_t i = 1, cap = b->capacity;
     ssize_t n = read(op->fd, tt_batch_slot(b, 0), slot);
     if (n < 0) {
+        if (c->u != NULL && errno == EAGAIN) {
+            tt_uring_read_done(c->u, 0); /* the queue ran dry: start small again */
+        }
         return -1;
     }
     b->sizes[0] = (uint32_t)n;
-    for (i = 1; i < cap; i++) {
-        n = read(op->fd, tt_batch_slot(b, i), slot);
-        if (n < 0) {
-            break;
+    if (c->u == NULL || !tt_uring_read_more(c->u, op->fd, b, &i)) {
+        for (; i < cap; i++) {
+            n = read(op->fd, tt_batch_slot(b, i), slot);
+            if (n < 0) {
+                break;
+            }
+            b->sizes[i] = (uint32_t)n;
         }
-        b->sizes[i] = (uint32_t)n;
+    }
+    if (c->u != NULL) {
+        tt_uring_read_done(c->u, i);
     }
     return i;
 }
@@ -44,15 +56,18 @@ TT_DOC(Device_read_batch__doc__,
 "return how many were read. Blocking mode waits (honouring the timeout) for the\n"
 "first packet only, then takes whatever is queued without waiting; non-blocking\n"
 "mode raises BlockingIOError when nothing is queued. One GIL release per call, no\n"
-"allocation. Each packet is truncated to batch.slot_size like readinto().");
+"allocation. Each packet is truncated to batch.slot_size like readinto(). On the\n"
+"io_uring backend (Device.io == 'uring') the packets after the first go through\n"
+"io_uring once a call has taken 8 or more.");
 
 /* read_batch() and _try_read_batch() (flags TT_OP_TRY: -1 on EAGAIN). */
 static PyObject *
 tt_read_batch(DeviceObject *self, PyObject *arg, int flags)
 {
     PacketBatchObject *b = (PacketBatchObject *)arg;
+    tt_read_ctx c = {b, tt_device_uring(self)};
     tt_op op = {.impl = tt_read_batch_impl, .syscall = "read()", .events = POLLIN,
-                .flags = flags, .ctx = b};
+                .flags = flags, .ctx = &c};
     Py_ssize_t n;
 
     if (Py_TYPE(arg) != self->batch_type) {
@@ -103,6 +118,11 @@ ssize_t
 tt_write_batch_impl(tt_op *op)
 {
     tt_write_ctx *c = op->ctx;
+    if (c->u != NULL &&
+        tt_uring_write(c->u, op->fd, c->pkts, c->b, c->first, &c->done, c->count) < 0) {
+        op->progress = c->base + c->done;
+        return -1;
+    }
     for (; c->done < c->count; c->done++) {
         Py_ssize_t j = c->first + c->done;
         const char *data = c->pkts ? c->pkts[c->done].data : tt_batch_slot(c->b, j);
@@ -124,7 +144,7 @@ static Py_ssize_t
 tt_write_many(DeviceObject *self, const tt_pkt *pkts, const PacketBatchObject *b,
               Py_ssize_t first, Py_ssize_t base, Py_ssize_t count, int flags)
 {
-    tt_write_ctx c = {pkts, b, first, base, 0, count};
+    tt_write_ctx c = {pkts, b, first, base, 0, count, tt_device_uring(self)};
     tt_op op = {.impl = tt_write_batch_impl, .syscall = "write()", .events = POLLOUT,
                 .flags = flags, .progress = base, .ctx = &c};
     Py_ssize_t n;
@@ -138,13 +158,158 @@ tt_write_many(DeviceObject *self, const tt_pkt *pkts, const PacketBatchObject *b
 
 #define TT_WRITE_CHUNK 64
 
-TT_DOC(Device_write_batch__doc__,
-"write_batch($self, packets, /)\n--\n\n"
-"Write a PacketBatch (its len(batch) packets) or a sequence of bytes-like objects,\n"
-"one packet each, and return how many were written. If the first write fails it\n"
-"raises; if a later one fails it returns the count written so far (like send()).\n"
-"The GIL is released once per PacketBatch, or once per 64 packets of a sequence;\n"
-"a list is written as it was when the call began, whatever other threads do to it.");
+/* -- write_batch(coalesce=True) ---------------------------------------------- */
+
+/* Which merge kinds a disabled bit covers (a refused TCPv4 merge turns TCP off). */
+static unsigned
+tt_gro_class(unsigned kind)
+{
+    return (kind & TT_GRO_TCP) ? TT_GRO_TCP : TT_GRO_UDP;
+}
+
+#define TT_IOV_STACK 65
+
+typedef struct {
+    DeviceObject *dev;
+    const tt_pktlist *pl;
+    tt_gro_plan plan;
+    unsigned kinds;
+    size_t max_segments;
+    size_t vnet;
+    int planned;
+    int plain;          /* output j goes member by member (the kernel refused it) */
+    size_t j, k;        /* next output; next member of output j when plain */
+    Py_ssize_t done;    /* input packets written */
+    struct iovec *iov;  /* 1 + max_segments entries */
+    uint8_t hdr[TT_GRO_VNET_MAX + TT_GRO_HDR_MAX];
+} tt_cwrite_ctx;
+
+static const uint8_t tt_zero_vnet[TT_GRO_VNET_MAX];
+
+/* Plan once (no GIL: the first attempt), then write output by output, each a
+ * writev() of its header and its members' payloads: no copy in userspace. A
+ * merge the kernel refuses with EINVAL (seen on some kernels with UDP GSO, and
+ * what more than UDP_MAX_SEGMENTS gives) turns that kind of merge off for the
+ * device and is written as its original packets, after an all-zero header. */
+static ssize_t
+tt_cwrite_impl(tt_op *op)
+{
+    tt_cwrite_ctx *c = op->ctx;
+    const tt_gro_pkt *pkts = c->pl->pkts;
+    if (!c->planned) {
+        (void)tt_gro_plan_make(pkts, (size_t)c->pl->n, c->kinds, TT_GRO_MAX_SIZE,
+                               c->max_segments, c->pl->scratch, &c->plan);
+        c->planned = 1;
+    }
+    for (; c->j < c->plan.nouts; c->j++, c->k = 0, c->plain = 0) {
+        const tt_gro_out *o = &c->plan.outs[c->j];
+        size_t len;
+        if (o->kind && !c->plain &&
+            (__atomic_load_n(&c->dev->gro_off, __ATOMIC_RELAXED) & tt_gro_class(o->kind))) {
+            c->plain = 1; /* another call hit EINVAL meanwhile */
+        }
+        if (!c->plain) {
+            c->iov[0].iov_base = c->hdr;
+            c->iov[0].iov_len = tt_gro_header(pkts, &c->plan, o, c->vnet, c->hdr);
+            for (size_t k = 0; k < o->count; k++) {
+                c->iov[k + 1].iov_base = (void *)tt_gro_piece(pkts, &c->plan, o, k, &len);
+                c->iov[k + 1].iov_len = len;
+            }
+            if (writev(op->fd, c->iov, (int)o->count + 1) >= 0) {
+                c->done += o->count;
+                continue;
+            }
+            if (errno != EINVAL || !o->kind) {
+                op->progress = c->done;
+                return -1;
+            }
+            __atomic_fetch_or(&c->dev->gro_off, tt_gro_class(o->kind), __ATOMIC_RELAXED);
+            c->plain = 1;
+        }
+        for (; c->k < o->count; c->k++) {
+            const tt_gro_pkt *p = &pkts[c->plan.members[o->first + c->k]];
+            c->iov[0].iov_base = (void *)tt_zero_vnet;
+            c->iov[0].iov_len = c->vnet;
+            c->iov[1].iov_base = (void *)p->data;
+            c->iov[1].iov_len = p->len;
+            if (writev(op->fd, c->iov, 2) < 0) {
+                op->progress = c->done;
+                return -1;
+            }
+            c->done++;
+        }
+    }
+    return c->done;
+}
+
+/* GIL held. write_batch(packets, coalesce=True). */
+static PyObject *
+tt_write_coalesced(DeviceObject *self, PyObject *arg, Py_ssize_t max_segments)
+{
+    tt_pktlist pl;
+    struct iovec stack_iov[TT_IOV_STACK];
+    tt_cwrite_ctx c;
+    tt_op op = {.impl = tt_cwrite_impl, .syscall = "writev()", .events = POLLOUT, .ctx = &c};
+    Py_ssize_t n, i;
+    int f = self->hdr_flags;
+
+    if (!(f & IFF_VNET_HDR) || !(f & IFF_NO_PI) || (f & IFF_TAP) ||
+        self->hdr_len > TT_GRO_VNET_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "write_batch(coalesce=True) needs a TUN device with VNET_HDR and NO_PI; "
+                     "'%s' is not one", self->name);
+        return NULL;
+    }
+    if (self->offload < 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "write_batch(coalesce=True): call set_offload() on '%s' first (TSO4/"
+                     "TSO6 allow TCP merges, USO4|USO6 UDP merges)", self->name);
+        return NULL;
+    }
+    if (tt_pktlist_get(arg, self->batch_type, &pl, "write_batch") < 0) {
+        return NULL;
+    }
+    for (i = 0; i < pl.n; i++) {
+        if (pl.pkts[i].len == 0) {
+            PyErr_Format(PyExc_ValueError, "write_batch() of an empty packet (item %zd)", i);
+            tt_pktlist_release(&pl);
+            return NULL;
+        }
+    }
+    if (pl.n == 0) {
+        tt_pktlist_release(&pl);
+        return PyLong_FromLong(0);
+    }
+    memset(&c, 0, sizeof(c));
+    c.dev = self;
+    c.pl = &pl;
+    c.vnet = (size_t)self->hdr_len;
+    c.max_segments = (size_t)max_segments;
+    if (self->offload & TUN_F_TSO4) {
+        c.kinds |= TT_GRO_TCP4;
+    }
+    if (self->offload & TUN_F_TSO6) {
+        c.kinds |= TT_GRO_TCP6;
+    }
+    if (self->offload & TUN_F_USO4) {
+        c.kinds |= TT_GRO_UDP;
+    }
+    c.kinds &= ~__atomic_load_n(&self->gro_off, __ATOMIC_RELAXED);
+    c.iov = stack_iov;
+    if ((size_t)max_segments + 1 > TT_IOV_STACK) {
+        c.iov = PyMem_Malloc(((size_t)max_segments + 1) * sizeof(struct iovec));
+        if (c.iov == NULL) {
+            tt_pktlist_release(&pl);
+            return PyErr_NoMemory();
+        }
+    }
+    n = tt_call(self, &op);
+    if (c.iov != stack_iov) {
+        PyMem_Free(c.iov);
+    }
+    tt_pktlist_release(&pl);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
 
 /* write_batch() and _try_write_batch(): packets from index `start` on; with
  * TT_OP_TRY, -1 when the first write finds the send buffer full (EAGAIN). */
@@ -237,9 +402,83 @@ tt_write_batch(DeviceObject *self, PyObject *arg, Py_ssize_t start, int flags)
     return PyLong_FromSsize_t(total);
 }
 
+TT_DOC(Device_write_batch__doc__,
+"write_batch($self, packets, /, *, coalesce=False, max_segments=64)\n--\n\n"
+"Write a PacketBatch (its len(batch) packets) or a sequence of bytes-like objects,\n"
+"one packet each, and return how many were written. If the first write fails it\n"
+"raises; if a later one fails it returns the count written so far (like send()).\n"
+"The GIL is released once per PacketBatch, or once per 64 packets of a sequence;\n"
+"a list is written as it was when the call began, whatever other threads do to it.\n\n"
+"coalesce=True (a TUN device with VNET_HDR, NO_PI and set_offload() called):\n"
+"packets are plain IP packets without a header; consecutive TCP segments of a\n"
+"flow (with TSO4/TSO6 set; UDP datagrams with USO4|USO6) are merged as coalesce()\n"
+"does, at most max_segments (1..1023) each, and every output is written with one\n"
+"writev() (header + payloads, no copy). The count is of input packets; after a\n"
+"partial failure they are those of the first outputs. If the kernel refuses a merge\n"
+"with EINVAL, that kind of merge is turned off for the device (coalesce_disabled)\n"
+"and its packets are written one by one: none is lost. On the io_uring backend\n"
+"(Device.io == 'uring'), without coalesce, runs of 8 or more are linked writes, one\n"
+"io_uring_enter per 64; coalesce=True always uses writev().");
+
 PyObject *
-Device_write_batch(DeviceObject *self, PyObject *arg)
+Device_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames)
 {
+    PyObject *arg;
+    Py_ssize_t i;
+
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "write_batch() takes exactly one positional argument "
+                     "(%zd given)", nargs);
+        return NULL;
+    }
+    arg = args[0];
+    if (kwnames != NULL && PyTuple_Size(kwnames) > 0) {
+        int coalesce = 0, have_max = 0;
+        Py_ssize_t max_segments = TT_GRO_DEFAULT_SEGMENTS, nkw = PyTuple_Size(kwnames);
+        for (i = 0; i < nkw; i++) {
+            PyObject *key = PyTuple_GetItem(kwnames, i), *v = args[nargs + i];
+            if (PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, "coalesce") == 0) {
+                coalesce = PyObject_IsTrue(v);
+                if (coalesce < 0) {
+                    return NULL;
+                }
+            }
+            else if (PyUnicode_Check(key) &&
+                     PyUnicode_CompareWithASCIIString(key, "max_segments") == 0) {
+                if (!PyLong_Check(v)) {
+                    return tt_type_error(v, "max_segments must be int");
+                }
+                max_segments = PyLong_AsSsize_t(v);
+                if (max_segments == -1 && PyErr_Occurred()) {
+                    return NULL;
+                }
+                have_max = 1;
+                if (max_segments < 1 || max_segments > 1023) {
+                    PyErr_Format(PyExc_ValueError,
+                                 "max_segments must be between 1 and 1023, not %zd",
+                                 max_segments);
+                    return NULL;
+                }
+            }
+            else {
+                PyErr_Format(PyExc_TypeError,
+                             "write_batch() got an unexpected keyword argument '%S'", key);
+                return NULL;
+            }
+        }
+        if (coalesce) {
+            if (tt_check_open(self) < 0) {
+                return NULL;
+            }
+            return tt_write_coalesced(self, arg, max_segments);
+        }
+        if (have_max) {
+            PyErr_SetString(PyExc_ValueError, "write_batch(): max_segments needs coalesce=True");
+            return NULL;
+        }
+    }
+
     return tt_write_batch(self, arg, 0, 0);
 }
 

@@ -97,8 +97,9 @@ tt_capi_read_batch(tuntap_device *dev, tuntap_batch *b, int64_t timeout_ns)
 {
     DeviceObject *self = TT_DEV(dev);
     PacketBatchObject *pb = tt_view_owner(b);
+    tt_read_ctx c = {pb, tt_device_uring(self)}; /* the device's backend (uring.c) */
     tt_op op = {.impl = tt_read_batch_impl, .syscall = "read()", .events = POLLIN,
-                .ctx = pb};
+                .ctx = &c};
     Py_ssize_t n;
 
     if (pb->slot_size <= self->hdr_len) {
@@ -119,7 +120,7 @@ tt_capi_write_batch(tuntap_device *dev, const tuntap_batch *b, Py_ssize_t first,
                     Py_ssize_t count, int64_t timeout_ns)
 {
     const PacketBatchObject *pb = tt_view_owner(b);
-    tt_write_ctx c = {NULL, pb, first, 0, 0, count};
+    tt_write_ctx c = {NULL, pb, first, 0, 0, count, tt_device_uring(TT_DEV(dev))};
     tt_op op = {.impl = tt_write_batch_impl, .syscall = "write()", .events = POLLOUT,
                 .ctx = &c};
     Py_ssize_t i;

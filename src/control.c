@@ -134,6 +134,7 @@ tt_update_hdr_len(DeviceObject *self, int flags)
         len += sz;
     }
     self->hdr_len = len;
+    self->hdr_flags = flags;
     return 0;
 }
 
@@ -442,6 +443,7 @@ Device_set_offload(DeviceObject *self, PyObject *arg)
                  "ioctl(TUNSETOFFLOAD)") < 0) {
         return NULL;
     }
+    self->offload = (int)v; /* write_batch(coalesce=True) merges what it allows */
     Py_RETURN_NONE;
 }
 

@@ -370,6 +370,29 @@ Device_get_closed(DeviceObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->fd < 0);
 }
 
+PyObject *
+Device_get_coalesce_disabled(DeviceObject *self, void *Py_UNUSED(closure))
+{
+    unsigned off = __atomic_load_n(&self->gro_off, __ATOMIC_RELAXED);
+    PyObject *set = PyFrozenSet_New(NULL), *name;
+    if (set == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!(off & (i ? TT_GRO_UDP : TT_GRO_TCP))) {
+            continue;
+        }
+        name = PyUnicode_FromString(i ? "udp" : "tcp");
+        if (name == NULL || PySet_Add(set, name) < 0) {
+            Py_XDECREF(name);
+            Py_DECREF(set);
+            return NULL;
+        }
+        Py_DECREF(name);
+    }
+    return set;
+}
+
 
 /* {"name", Device_<name>, flags, Device_<name>__doc__} */
 #define TT_M(name, flags) \
@@ -380,7 +403,7 @@ static PyMethodDef Device_methods[] = {
     TT_M(read, METH_FASTCALL),
     TT_M(write, METH_O),
     TT_M(read_batch, METH_O),
-    TT_M(write_batch, METH_O),
+    TT_M(write_batch, METH_FASTCALL | METH_KEYWORDS),
     TT_M(_try_readinto, METH_O),
     TT_M(_try_read, METH_FASTCALL),
     TT_M(_try_write, METH_O),
@@ -429,6 +452,9 @@ static PyGetSetDef Device_getset[] = {
      "Size of the virtio-net header on VNET_HDR devices: 10 (struct virtio_net_hdr, the "
      "default) or 12 (with num_buffers); 13 to 256 add padding the kernel skips. "
      "ValueError outside 10..256.", NULL},
+    {"coalesce_disabled", (getter)Device_get_coalesce_disabled, NULL,
+     "The merges write_batch(coalesce=True) no longer tries on this device because the "
+     "kernel refused one with EINVAL: a frozenset of 'tcp' and 'udp'.", NULL},
     {"sndbuf", (getter)Device_get_sndbuf, (setter)Device_set_sndbuf,
      "Bytes of written packets the kernel may hold in flight before a write waits "
      "(TUNGETSNDBUF/TUNSETSNDBUF; INT_MAX by default).", NULL},
@@ -449,11 +475,17 @@ static PyGetSetDef Device_getset[] = {
      "Legacy vnet headers in big-endian order (TUNSETVNETBE); a kernel without "
      "CONFIG_TUN_VNET_CROSS_LE refuses True with OSError(EINVAL).", NULL},
 #endif
+    {"io", (getter)Device_get_io, NULL,
+     "The backend of read_batch/write_batch: 'uring' (io_uring) or 'syscall' "
+     "(read()/write()).", NULL},
+    {"_uring_stats", (getter)Device_get__uring_stats, NULL,
+     "Counters of the io_uring backend (for tests), or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(Device__doc__,
-"Device(name='', flags=4097, *, blocking=True, netns=None, path='/dev/net/tun')\n"
+"Device(name='', flags=4097, *, blocking=True, netns=None, path='/dev/net/tun',\n"
+"       io='auto')\n"
 "--\n\n"
 "A TUN/TAP device: opens path, attaches or creates the interface with TUNSETIFF.\n"
 "flags defaults to IFF_TUN | IFF_NO_PI (4097).");

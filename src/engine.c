@@ -313,6 +313,7 @@ int
 tt_shutdown(DeviceObject *self, int keep_fd)
 {
     int fd = self->fd, wakefd = self->wakefd, ctlfd = self->ctlfd;
+    tt_uring *uring = self->uring;
 
     if (fd < 0) {
         return -1;
@@ -325,6 +326,7 @@ tt_shutdown(DeviceObject *self, int keep_fd)
     __atomic_store_n(&self->fd, -1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&self->wakefd, -1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&self->ctlfd, -1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&self->uring, NULL, __ATOMIC_SEQ_CST); /* after fd: see tt_call_nogil */
     Py_BEGIN_ALLOW_THREADS
     if (__atomic_load_n(&self->busy, __ATOMIC_SEQ_CST) > 0) {
         /* Wake threads waiting in poll(); every wait watches wakefd and every fd is
@@ -341,6 +343,8 @@ tt_shutdown(DeviceObject *self, int keep_fd)
             nanosleep(&ts, NULL);
         }
     }
+    /* The rings first: the read ring holds the device file (uring.c). */
+    tt_uring_free(uring);
     /* Never retry close(): the fd is gone even when it reports EINTR. Each entry
      * of `closing` is cleared before its close(), so a child forked meanwhile may
      * keep a copy open but never closes a number the parent already reused. */

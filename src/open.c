@@ -48,6 +48,7 @@ tt_device_alloc(PyTypeObject *type)
     }
     self->batch_type = st->PacketBatchType;
     self->req_flags = -1;
+    self->offload = -1;
     self->timeout_ns = -1;
     self->nl_lock = PyThread_allocate_lock();
     if (self->nl_lock == NULL) {
@@ -479,10 +480,10 @@ tt_open_error(const tt_open_ctx *c, int err, int flags, const char *name,
 PyObject *
 Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"name", "flags", "blocking", "netns", "path", NULL};
-    PyObject *name_obj = NULL, *netns = Py_None, *path_obj = NULL;
+    static char *kwlist[] = {"name", "flags", "blocking", "netns", "path", "io", NULL};
+    PyObject *name_obj = NULL, *netns = Py_None, *path_obj = NULL, *io_obj = NULL;
     PyObject *path_bytes = NULL;
-    int flags = IFF_TUN | IFF_NO_PI, blocking = 1, ns_owned = 0;
+    int flags = IFF_TUN | IFF_NO_PI, blocking = 1, ns_owned = 0, io;
     char name[IFNAMSIZ] = "", nslabel[PATH_MAX];
     struct ifreq ifr;
     tt_open_ctx c = {.path = TT_DEFAULT_PATH, .ifr = &ifr};
@@ -490,8 +491,11 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     DeviceObject *self = NULL;
     Py_ssize_t r;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Ui$pOO:Device", kwlist, &name_obj,
-                                     &flags, &blocking, &netns, &path_obj)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Ui$pOOO:Device", kwlist, &name_obj,
+                                     &flags, &blocking, &netns, &path_obj, &io_obj)) {
+        return NULL;
+    }
+    if (tt_parse_io(io_obj, &io) < 0) {
         return NULL;
     }
     if (name_obj != NULL && tt_check_ifname(name_obj, name) < 0) {
@@ -540,8 +544,8 @@ Device_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->req_flags = flags & ~IFF_PERSIST;
     self->timeout_ns = blocking ? -1 : 0;
-    if (tt_update_hdr_len(self, self->req_flags) < 0) {
-        tt_shutdown(self, 0); /* no ResourceWarning for a device never handed out */
+    if (tt_update_hdr_len(self, self->req_flags) < 0 || tt_uring_attach(self, io) < 0) {
+        tt_shutdown(self, 0); /* closed here, not by the finalizer's ResourceWarning */
         Py_CLEAR(self);
     }
 done:
@@ -652,8 +656,9 @@ Device_fromfd(PyTypeObject *type, PyObject *arg)
     if (self == NULL) {
         return NULL;
     }
-    if (tt_device_flags(self, &flags) < 0 || tt_update_hdr_len(self, flags) < 0) {
-        tt_shutdown(self, 0); /* no ResourceWarning for a device never handed out */
+    if (tt_device_flags(self, &flags) < 0 || tt_update_hdr_len(self, flags) < 0 ||
+        tt_uring_attach(self, TT_IO_AUTO) < 0) {
+        tt_shutdown(self, 0);
         Py_DECREF(self);
         return NULL;
     }

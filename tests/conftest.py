@@ -47,6 +47,20 @@ from netutil import (
 
 REQUIRE_TUN = os.environ.get("TUNTAP_REQUIRE_TUN") == "1"
 
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the property tests skip through importorskip
+    pass
+else:
+    # Bounded and fast everywhere; in CI also derandomized (the same examples every run,
+    # no example database). TUNTAP_HYPOTHESIS_PROFILE picks one explicitly.
+    _hyp = dict(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("ci", derandomize=True, database=None, **_hyp)
+    settings.register_profile("dev", **_hyp)
+    settings.register_profile("soak", **dict(_hyp, max_examples=5000))  # by hand only
+    settings.load_profile(os.environ.get("TUNTAP_HYPOTHESIS_PROFILE")
+                          or ("ci" if os.environ.get("CI") else "dev"))
+
 
 @dataclass
 class TunEnv:
@@ -154,6 +168,56 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 # --------------------------------------------------------------------------------------
+# Batch I/O backends: the I/O modules run on both (io_backend)
+# --------------------------------------------------------------------------------------
+
+IO_BACKENDS = ("syscall", "uring")
+_io_backend: list[str] = []  # the backend of the running test, if it has one
+
+
+def _probe_io_uring() -> str | None:
+    """io_uring_setup() by hand (not through the library under test): why it fails."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    fd = libc.syscall(425, 8, params)  # __NR_io_uring_setup (the same on x86_64 and arm64)
+    if fd < 0:
+        err = ctypes.get_errno()
+        return f"io_uring unavailable here: io_uring_setup() says {errno.errorcode.get(err)}"
+    os.close(fd)
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "io_backend" in metafunc.fixturenames:
+        metafunc.parametrize("io_backend", IO_BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def io_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test on one batch I/O backend: every ``Device(io="auto")`` it opens gets it.
+
+    Through ``TUNTAP_IO`` (which overrides "auto"), so devices made anywhere in the test,
+    also in subprocesses, are covered. On "uring" ``TUNTAP_URING_MIN=1`` sends every batch
+    through the ring (by default batches under 8 packets keep read()/write(), which the
+    "syscall" run already covers). Modules opt in with ``usefixtures("io_backend")``.
+    """
+    backend: str = request.param
+    if backend == "uring":
+        reason = _probe_io_uring()
+        if reason is not None:
+            pytest.skip(reason)  # a failure under TUNTAP_REQUIRE_TUN=1 (see the hook)
+        monkeypatch.setenv("TUNTAP_URING_MIN", "1")
+    monkeypatch.setenv("TUNTAP_IO", backend)
+    _io_backend.append(backend)
+    try:
+        yield backend
+    finally:
+        _io_backend.pop()
+
+
+# --------------------------------------------------------------------------------------
 # Device fixtures
 # --------------------------------------------------------------------------------------
 
@@ -168,6 +232,9 @@ def open_device() -> Iterator[Callable[..., Any]]:
     def factory(*args: Any, **kwargs: Any) -> Any:
         dev = tuntap.Device(*args, **kwargs)
         opened.append(dev)
+        if _io_backend and kwargs.get("io", "auto") == "auto":
+            # the parametrized run must really be on that backend
+            assert dev.io == _io_backend[-1], (dev.io, _io_backend)
         return dev
 
     yield factory

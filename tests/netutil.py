@@ -192,7 +192,8 @@ def link_exists(name: str, netns: str | None = None) -> bool:
     return link_json(name, netns) is not None
 
 
-def wait_ipv6_routes(name: str, local: str, dest: str, timeout: float = WAIT) -> None:
+def wait_ipv6_routes(name: str, local: str, dest: str, timeout: float = WAIT,
+                     netns: str | None = None) -> None:
     """Wait (bounded) for the routes of a new IPv6 address on ``name``: the local route of
     ``local`` and the route to ``dest`` (the peer, or the prefix such as ``fd00::/64``).
     The kernel installs them from its address work item after ``ip addr add`` (or
@@ -201,8 +202,9 @@ def wait_ipv6_routes(name: str, local: str, dest: str, timeout: float = WAIT) ->
     deadline = time.monotonic() + timeout
     for _ in range(10000):
         have_local = ip("-6", "route", "show", "table", "local", local, "dev", name,
-                        check=False).stdout.strip()
-        have_dest = ip("-6", "route", "show", dest, "dev", name, check=False).stdout.strip()
+                        netns=netns, check=False).stdout.strip()
+        have_dest = ip("-6", "route", "show", dest, "dev", name, netns=netns,
+                       check=False).stdout.strip()
         if have_local and have_dest:
             return
         if time.monotonic() > deadline:

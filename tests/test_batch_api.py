@@ -12,6 +12,9 @@ import pytest
 import tuntap
 from netutil import CLOSED_MSG, WAIT, build_udp4, is_udp4_to, parse_udp4, udp_socket
 
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = pytest.mark.usefixtures("io_backend")
+
 
 def _send(dst: str, port: int, payloads: list[bytes]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -13,7 +13,8 @@ import pytest
 
 from netutil import TUN_PATH, WAIT, ip, parse_udp4, poll_events, udp_socket, unique_name
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 
 def send_later(delay: float, dst: str, port: int, payload: bytes,

@@ -347,6 +347,7 @@ def test_header_size_follows_the_device_flags(demo: ModuleType, open_device) -> 
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_nogil_round_trip_reads_and_writes_exact_bytes(demo: ModuleType, tun) -> None:
     payloads = [b"capi-%d-" % i + bytes(range(i * 7 % 200)) for i in range(12)]
     _send(tun.remote, 4242, payloads)
@@ -381,6 +382,7 @@ def test_nogil_round_trip_reads_and_writes_exact_bytes(demo: ModuleType, tun) ->
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_nogil_read_times_out_and_nonblocking_says_eagain(demo: ModuleType, tun) -> None:
     batch = tuntap.PacketBatch(4, 2048)
     for call in (lambda t: demo.read_batch(tun.dev, batch, t),
@@ -399,6 +401,7 @@ def test_nogil_read_times_out_and_nonblocking_says_eagain(demo: ModuleType, tun)
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 @pytest.mark.parametrize("how", ["read_batch", "read"])
 def test_close_from_another_thread_ends_a_nogil_blocking_read(demo: ModuleType, tun,
                                                               how: str) -> None:
@@ -423,6 +426,7 @@ def test_close_from_another_thread_ends_a_nogil_blocking_read(demo: ModuleType, 
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_close_ends_every_nogil_reader_of_the_device(demo: ModuleType, tun) -> None:
     results: list[Any] = []
 
@@ -470,6 +474,7 @@ def alarm() -> Iterator[Any]:
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_a_signal_during_a_nogil_wait_returns_eintr(demo: ModuleType, tun, alarm) -> None:
     calls = alarm(0.1, False)
     t0 = time.perf_counter()
@@ -480,6 +485,7 @@ def test_a_signal_during_a_nogil_wait_returns_eintr(demo: ModuleType, tun, alarm
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 @pytest.mark.parametrize("which", ["c", "cython"])
 def test_forward_raises_what_a_signal_handler_raises_and_goes_on_otherwise(
         demo: ModuleType, request: pytest.FixtureRequest, pair: Pair, alarm,
@@ -506,6 +512,7 @@ def test_forward_raises_what_a_signal_handler_raises_and_goes_on_otherwise(
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_write_batch_bad_ranges_and_sizes_are_einval(demo: ModuleType, tun) -> None:
     b = tuntap.PacketBatch(4, 64)
     b.append(b"\x45" + b"\0" * 19)
@@ -520,6 +527,7 @@ def test_write_batch_bad_ranges_and_sizes_are_einval(demo: ModuleType, tun) -> N
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_read_buffers_not_larger_than_the_packet_header_are_einval(demo: ModuleType,
                                                                    open_device) -> None:
     dev = open_device(unique_name(), tuntap.Flags.TUN)  # packet info: 4 bytes
@@ -530,6 +538,7 @@ def test_read_buffers_not_larger_than_the_packet_header_are_einval(demo: ModuleT
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_write_batch_later_failure_returns_the_count_so_far(demo: ModuleType, tun) -> None:
     with udp_socket() as sink:
         sink.bind((tun.local, 0))
@@ -544,6 +553,7 @@ def test_write_batch_later_failure_returns_the_count_so_far(demo: ModuleType, tu
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_raise_error_raises_what_the_python_api_raises(demo: ModuleType, tun) -> None:
     dev = tun.dev
     pkt = build_udp4(tun.remote, tun.local, 1, 2, b"down")
@@ -648,12 +658,14 @@ def _forward_checks(forward, pair: Pair) -> None:
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_c_forward_rewrites_ttl_and_checksum_between_devices(demo: ModuleType,
                                                              pair: Pair) -> None:
     _forward_checks(demo.forward, pair)
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_c_forward_ends_on_close_of_src_and_on_idle_timeout(demo: ModuleType,
                                                             pair: Pair) -> None:
     batch = tuntap.PacketBatch(4, 2048)
@@ -667,6 +679,7 @@ def test_c_forward_ends_on_close_of_src_and_on_idle_timeout(demo: ModuleType,
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_c_forward_raises_the_write_error_of_dst(demo: ModuleType, pair: Pair,
                                                  open_device) -> None:
     pair.dst.down()
@@ -680,6 +693,7 @@ def test_c_forward_raises_the_write_error_of_dst(demo: ModuleType, pair: Pair,
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_cython_example_forwards_with_ttl_and_checksum_rewritten(ttl_forward: ModuleType,
                                                                  pair: Pair) -> None:
     def forward(src, dst, batch, limit, timeout_ns):  # type: ignore[no-untyped-def]
@@ -689,6 +703,7 @@ def test_cython_example_forwards_with_ttl_and_checksum_rewritten(ttl_forward: Mo
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # the C API on both batch backends
 def test_cython_example_stops_when_src_is_closed_by_another_thread(ttl_forward: ModuleType,
                                                                    pair: Pair) -> None:
     closer, closed_at = _closer(pair.src, 0.3)

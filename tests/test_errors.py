@@ -15,7 +15,8 @@ import pytest
 import tuntap
 from netutil import WAIT, ip, libc_write, link_exists, poll_events, unique_name
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 MISSING = "/nonexistent-dir/net/tun"
 

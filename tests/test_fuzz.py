@@ -6,8 +6,8 @@ or abort is a test failure that names the input, and the worker is started again
 properties: the call returns, or raises one of the exceptions its documentation lists
 (an AssertionError raised by a check inside the worker is a failure too).
 
-Example counts: ``ci`` profile (CI=true) derandomized, 150 examples per property;
-``dev`` profile randomized, 150; ``soak`` (TUNTAP_SOAK=1, tools/soak.sh) 10,000.
+Example counts: 150 per property, derandomized under CI (conftest.py's ``ci`` profile);
+randomized elsewhere; 10,000 under TUNTAP_SOAK=1 (tools/soak.sh).
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ import tuntap  # noqa: E402
 from netutil import unique_name  # noqa: E402
 from soakutil import SOAK, record  # noqa: E402
 
-_common = dict(deadline=None, database=None, print_blob=True,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                      HealthCheck.function_scoped_fixture])
-settings.register_profile("ci", derandomize=True, max_examples=150, **_common)
-settings.register_profile("dev", max_examples=150, **_common)
-settings.register_profile("soak", max_examples=10_000, **_common)
-PROFILE = "soak" if SOAK else "ci" if os.environ.get("CI") == "true" else "dev"
-settings.load_profile(PROFILE)
+# On top of conftest.py's profile (derandomized, no example database under CI): this
+# module's example count, 150, or 10,000 under tools/soak.sh.
+PROFILE = "soak" if SOAK else "ci" if os.environ.get("CI") else "dev"
+EXAMPLES = 10_000 if SOAK else 150
+fuzz = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
 
 WORKER = Path(__file__).with_name("fuzz_worker.py")
 VALUE = {"ValueError", "TypeError", "OverflowError"}
@@ -101,7 +100,7 @@ def worker(_tun_env: Any) -> Iterator[Worker]:
     yield w
     w.close()
     record(f"fuzz ({PROFILE} profile)", calls=w.calls,
-           crashes=len(w.crashes), examples_per_property=settings().max_examples,
+           crashes=len(w.crashes), examples_per_property=EXAMPLES,
            outcomes=dict(sorted(w.outcomes.items())))
 
 
@@ -248,6 +247,7 @@ netns = mostly(st.none(), alt(st.integers(-2, 100), st.sampled_from(
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(name=names, flags=flag_values, blocking=mostly(st.booleans(), junk), ns=netns,
        path=paths)
 def test_device_arguments(worker: Worker, name: Any, flags: Any, blocking: Any, ns: Any,
@@ -260,6 +260,7 @@ def test_device_arguments(worker: Worker, name: Any, flags: Any, blocking: Any, 
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(args=st.lists(mostly(st.integers(-2, 5000), alt(ints, junk)), max_size=3),
        headroom=mostly(st.one_of(st.none(), st.integers(-2, 5000)), alt(ints, junk)))
 def test_packet_batch_geometry(worker: Worker, args: list[Any], headroom: Any) -> None:
@@ -269,6 +270,7 @@ def test_packet_batch_geometry(worker: Worker, args: list[Any], headroom: Any) -
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(spec=batches(), data=mostly(bytes_like, junk))
 def test_packet_batch_append(worker: Worker, spec: Any, data: Any) -> None:
     if data is object:
@@ -277,6 +279,7 @@ def test_packet_batch_append(worker: Worker, spec: Any, data: Any) -> None:
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(kind=st.sampled_from(["tun", "vnet", "tap"]),
        arg=mostly(batches(), alt(junk.filter(lambda x: x is not object),
                                  st.lists(bytes_like, max_size=3))))
@@ -290,6 +293,7 @@ write_items = st.one_of(good_packets, good_packets, bytes_like, st.sampled_from(
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(kind=st.sampled_from(["tun", "vnet", "tap"]),
        arg=st.one_of(batches(good_packets), st.lists(good_packets, max_size=140),
                      batches(), st.lists(write_items, max_size=140),
@@ -300,6 +304,7 @@ def test_write_batch_wrong_types_and_sizes(worker: Worker, kind: str, arg: Any) 
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(packet=packets(), spec=batches(st.just(b""), mostly(roomy, geometry, 30)),
        hdr=mostly(st.sampled_from([None, 10]), alt(
            st.sampled_from([12, 9, 0, -1, 256, 257, 2**40]), st.integers(10, 40)), 20))
@@ -309,15 +314,81 @@ def test_segment_random_virtio_and_ip_headers(worker: Worker, packet: bytes, spe
     check(worker, VALUE, "segment", packet, spec[1], kw)
 
 
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+SRC4, DST4 = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+SRC6, DST6 = bytes(15) + b"\1", bytes(15) + b"\2"
+
+
+def _segment(v4: bool, proto: int, l4: bytes, ident: int) -> bytes:
+    """An IP packet with correct lengths and checksums (IP header and TCP/UDP)."""
+    at = 16 if proto == 6 else 6
+    if v4:
+        pseudo = SRC4 + DST4 + struct.pack("!BBH", 0, proto, len(l4))
+    else:
+        pseudo = SRC6 + DST6 + struct.pack("!IxxxB", len(l4), proto)
+    c = _csum(pseudo + l4) or (0xFFFF if proto == 17 else 0)
+    l4 = l4[:at] + struct.pack("!H", c) + l4[at + 2:]
+    if not v4:
+        return struct.pack("!IHBB16s16s", 0x60000000, len(l4), proto, 64, SRC6, DST6) + l4
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), ident & 0xFFFF, 0x4000, 64,
+                      proto, 0, SRC4, DST4)
+    return hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:] + l4
+
+
+@st.composite
+def flow(draw: Any) -> list[bytes]:
+    """Consecutive segments of one TCP (or UDP) flow that coalesce() can merge, now and
+    then with a field broken (a sequence gap, other flags, another size, a bad
+    checksum)."""
+    v4, tcp = draw(st.booleans()), draw(st.booleans())
+    mss = draw(st.sampled_from([1, 100, 536, 1448]))
+    seq, ident = draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 65535))
+    out = []
+    for i in range(draw(st.integers(1, 12))):
+        size = mss if draw(st.integers(0, 9)) else draw(st.integers(0, 2 * mss))
+        payload = bytes([i]) * size
+        if tcp:
+            flags = 0x10 if draw(st.integers(0, 9)) else draw(st.sampled_from([0x18, 0x11,
+                                                                                0x12, 0x14]))
+            l4 = struct.pack("!HHIIBBHHH", 1000, 2000, seq & 0xFFFFFFFF, 0, 5 << 4, flags,
+                             65535, 0, 0) + payload
+            seq += size if draw(st.integers(0, 19)) else draw(st.integers(-5, 5))
+        else:
+            l4 = struct.pack("!HHHH", 1000, 2000, 8 + size, 0) + payload
+        pkt = bytearray(_segment(v4, 6 if tcp else 17, l4, ident + i))
+        if not draw(st.integers(0, 29)):
+            pkt[-1] ^= 0xFF                  # a bad TCP/UDP checksum
+        out.append(bytes(pkt))
+    return out
+
+
 if hasattr(tuntap, "coalesce"):
+    coalesce_kw = st.fixed_dictionaries({}, optional={
+        "vnet_hdr_size": mostly(st.sampled_from([10, 12]), alt(ints, st.integers(0, 300))),
+        "udp": st.booleans(),
+        "max_size": mostly(st.sampled_from([65535, 9000, 3000, 1500]), ints),
+        "max_segments": mostly(st.integers(1, 70), ints)})
+
     @pytest.mark.needs_tun
-    @given(pkts=st.lists(packets().map(lambda p: p[10:]), max_size=8),
-           spec=batches(st.just(b"")))
-    def test_coalesce_random_ip_headers(worker: Worker, pkts: list[bytes], spec: Any) -> None:
-        check(worker, VALUE, "coalesce", pkts, spec[1], {})
+    @fuzz
+    @given(pkts=alt(flow(), st.lists(packets().map(lambda p: p[10:]), max_size=8),
+                    st.tuples(flow(), flow()).map(lambda t: t[0] + t[1])),
+           spec=batches(st.just(b""), mostly(roomy, geometry, 30)), kw=coalesce_kw)
+    def test_coalesce_random_ip_headers(worker: Worker, pkts: list[bytes], spec: Any,
+                                        kw: dict[str, Any]) -> None:
+        check(worker, VALUE, "coalesce", pkts, spec[1], kw)
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(data=mostly(alt(st.binary(min_size=12, max_size=300), bytes_like),
                    junk.filter(lambda x: x is not object)),
        size=mostly(st.one_of(st.sampled_from([10, 12]), st.integers(8, 300)),
@@ -332,6 +403,7 @@ field = mostly(st.one_of(st.integers(0, 255), st.integers(0, 65535)),
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(fields=st.fixed_dictionaries({}, optional={
     k: field for k in ("flags", "gso_type", "hdr_len", "gso_size", "csum_start",
                        "csum_offset", "num_buffers")}),
@@ -342,6 +414,7 @@ def test_virtio_net_hdr_pack_roundtrip(worker: Worker, fields: dict[str, Any],
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(value=mostly(alt(floats, st.integers(-5, 10**10)), alt(ints, junk.filter(
     lambda x: x is not object))))
 def test_settimeout_nan_inf_negative(worker: Worker, value: Any) -> None:
@@ -349,12 +422,14 @@ def test_settimeout_nan_inf_negative(worker: Worker, value: Any) -> None:
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(value=mostly(st.integers(0, 0x7F), alt(ints, junk.filter(lambda x: x is not object))))
 def test_set_offload(worker: Worker, value: Any) -> None:
     check(worker, OS, "set_offload", value)
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(value=mostly(st.integers(0, 300), alt(ints, junk.filter(lambda x: x is not object))))
 def test_vnet_hdr_size(worker: Worker, value: Any) -> None:
     check(worker, OS, "vnet_hdr_size", value)
@@ -369,6 +444,7 @@ addresses = st.one_of(
 
 
 @pytest.mark.needs_tun
+@fuzz
 @given(kind=st.sampled_from(["tun", "tap"]), add=st.booleans(), cidr=addresses,
        peer=mostly(st.none(), addresses, 30))
 def test_add_and_remove_address_garbage(worker: Worker, kind: str, add: bool, cidr: Any,

@@ -30,7 +30,8 @@ from netutil import (
     wait_readable,
 )
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 
 def send_udp(dst: str, dport: int, payload: bytes) -> tuple[str, int]:

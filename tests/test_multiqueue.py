@@ -21,7 +21,8 @@ from netutil import (
     unique_name,
 )
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 PORT = 7700
 

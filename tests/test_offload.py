@@ -44,6 +44,9 @@ from netutil import (
     wait_readable,
 )
 
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = pytest.mark.usefixtures("io_backend")
+
 VNET = tuntap.VirtioNetHdr
 HDR = VNET.SIZE  # the default vnet_hdr_size: every read and write starts with these bytes
 MRG = VNET.SIZE_MRG_RXBUF  # the 12-byte form (with num_buffers)

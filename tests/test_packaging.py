@@ -70,7 +70,8 @@ def test_stub_lists_every_module_level_name_of_the_c_module() -> None:
     stub = set(_stub_toplevel(_stub_tree()))
     runtime = {n for n in vars(_tuntap) if not n.startswith("__")}
     assert runtime - stub == set(), "in the C module but missing from _tuntap.pyi"
-    assert stub - runtime - OPTIONAL - {"_NetNs", "_Path", "_Buffer"} == set(), (
+    typing_only = {"_NetNs", "_Path", "_Buffer", "_UringStats", "_UringProbe"}
+    assert stub - runtime - OPTIONAL - typing_only == set(), (
         "in _tuntap.pyi but not in the C module"
     )
 
@@ -109,7 +110,9 @@ def test_c_types_have_parsable_constructor_signatures() -> None:
         assert _tuntap.Device.__doc__.startswith("A TUN/TAP device")
         return
     dev = inspect.signature(_tuntap.Device)
-    assert list(dev.parameters) == ["name", "flags", "blocking", "netns", "path"]
+    assert list(dev.parameters) == ["name", "flags", "blocking", "netns", "path", "io"]
+    assert dev.parameters["io"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert dev.parameters["io"].default == "auto"
     assert dev.parameters["blocking"].kind is inspect.Parameter.KEYWORD_ONLY
     assert dev.parameters["flags"].default == _tuntap.IFF_TUN | _tuntap.IFF_NO_PI
     batch = inspect.signature(_tuntap.PacketBatch)

@@ -380,6 +380,7 @@ def _pump_plain_to_vnet(src: Any, dst: Any, stop: threading.Event) -> None:
 
 
 @pytest.mark.needs_tun
+@pytest.mark.usefixtures("io_backend")  # a forwarder: both batch backends
 @pytest.mark.parametrize("fam", [4, 6])
 def test_tso_superpackets_segmented_carry_a_tcp_transfer_byte_exact(
         fam: int, named_netns: str) -> None:

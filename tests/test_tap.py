@@ -24,7 +24,8 @@ from netutil import (
     udp_socket,
 )
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 PEER_MAC = mac_bytes("02:00:5e:10:20:30")
 

@@ -14,7 +14,8 @@ import tuntap
 from asyncutil import Sender, seq_of, slow_egress, udp_to
 from netutil import WAIT
 
-pytestmark = pytest.mark.needs_tun
+# The I/O part of the suite: every test runs on both batch backends (conftest.io_backend).
+pytestmark = [pytest.mark.needs_tun, pytest.mark.usefixtures("io_backend")]
 
 INT_MAX = 2**31 - 1
 

@@ -41,6 +41,7 @@ fi
 work=$(mktemp -d /tmp/tuntap-matrix.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export TUNTAP_REQUIRE_TUN=1
+export TUNTAP_HYPOTHESIS_PROFILE=ci
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # run_suite LABEL PYTHON INSTALL-ARG: venv, install, copy the tests, run them, check junit.

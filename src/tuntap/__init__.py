@@ -4,7 +4,7 @@ from . import _tuntap
 from ._device import Device, DeviceInfo, delete, list_devices, open_queues
 from ._flags import IFF_ALIASES, Flags, Offload, features
 from ._include import get_include
-from ._tuntap import PacketBatch, checksum, segment
+from ._tuntap import PacketBatch, checksum, coalesce, segment
 from ._version import __version__
 from ._vnet import VirtioNetHdr
 
@@ -18,6 +18,7 @@ __all__ = [
     "PacketBatch",
     "VirtioNetHdr",
     "checksum",
+    "coalesce",
     "delete",
     "features",
     "get_include",

@@ -8,7 +8,7 @@ was compiled against define them (tools/stubtest-allowlist.txt lists them).
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Final, final
+from typing import Final, Literal, TypedDict, final
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer as _Buffer
@@ -43,6 +43,24 @@ IFNAMSIZ: Final[int]
 # The C API's function table (tuntap/capi.h): a capsule named "tuntap._tuntap._C_API".
 _C_API: Final[object]
 
+class _UringStats(TypedDict):
+    enters: int
+    sqes: int
+    declined: int
+    adopted: int
+    broken: int
+    min: int
+
+class _UringProbe(TypedDict):
+    available: bool
+    errno: int
+    syscall_ns: float
+    uring_ns: float
+    threshold: float
+    choice: Literal["uring", "syscall"]
+
+def _io_uring_probe(rerun: bool = False, /) -> _UringProbe: ...
+
 class Device:
     def __new__(
         cls,
@@ -52,13 +70,21 @@ class Device:
         blocking: bool = True,
         netns: _NetNs | None = None,
         path: _Path = "/dev/net/tun",
+        io: Literal["auto", "uring", "syscall"] = "auto",
     ) -> Self: ...
     # -- hot path: one packet per call
     def readinto(self, buffer: _Buffer, /) -> int: ...
     def read(self, size: int = 65536, /) -> bytes: ...
     def write(self, data: _Buffer, /) -> int: ...
     def read_batch(self, batch: PacketBatch, /) -> int: ...
-    def write_batch(self, packets: PacketBatch | Sequence[_Buffer], /) -> int: ...
+    def write_batch(
+        self,
+        packets: PacketBatch | Sequence[_Buffer],
+        /,
+        *,
+        coalesce: bool = False,
+        max_segments: int = 64,
+    ) -> int: ...
     # -- never wait; -1 (None for _try_read) on EAGAIN instead of BlockingIOError
     def _try_readinto(self, buffer: _Buffer, /) -> int: ...
     def _try_read(self, size: int = 65536, /) -> bytes | None: ...
@@ -126,6 +152,8 @@ class Device:
     @property
     def header_size(self) -> int: ...
     @property
+    def coalesce_disabled(self) -> frozenset[str]: ...
+    @property
     def sndbuf(self) -> int: ...
     @sndbuf.setter
     def sndbuf(self, value: int, /) -> None: ...
@@ -141,6 +169,10 @@ class Device:
     def vnet_be(self) -> bool: ...  # if the headers define TUNSETVNETBE
     @vnet_be.setter
     def vnet_be(self, value: bool, /) -> None: ...
+    @property
+    def io(self) -> Literal["uring", "syscall"]: ...
+    @property
+    def _uring_stats(self) -> _UringStats | None: ...
 
 @final
 class PacketBatch:
@@ -174,4 +206,14 @@ def _link_kind(name: str, netns: _NetNs | None = None, /) -> str | None: ...
 def _check_name(name: str, /) -> None: ...
 def _after_fork_child() -> None: ...
 def segment(packet: _Buffer, batch: PacketBatch, /, *, vnet_hdr_size: int = 10) -> int: ...
+def coalesce(
+    packets: PacketBatch | Sequence[_Buffer],
+    out: PacketBatch,
+    /,
+    *,
+    vnet_hdr_size: int = 10,
+    udp: bool = False,
+    max_size: int = 65535,
+    max_segments: int = 64,
+) -> int: ...
 def checksum(data: _Buffer, /) -> int: ...

@@ -1,12 +1,13 @@
 """Write the seed corpora of the libFuzzer harnesses (tests/fuzz/corpus/<unit>/).
 
-    python tests/fuzz/make_seeds.py            # gso seeds (scapy)
+    python tests/fuzz/make_seeds.py            # gso and gro seeds (scapy)
     python tests/fuzz/make_seeds.py --netlink  # also a real RTM_GETLINK reply (root:
                                                # a TUN device in a private namespace)
 
 The seeds are small valid inputs that take the fuzzer past the header checks at once:
-GSO super-packets of every kind segment() handles, and what the kernel answers to the
-requests netlink.c sends. The committed corpus was made by this script.
+GSO super-packets of every kind segment() handles, runs of packets of every kind
+coalesce() merges, and what the kernel answers to the requests netlink.c sends. The
+committed corpus was made by this script.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,6 +51,49 @@ def gso_seeds() -> dict[str, bytes]:
     out["udp4-needs-csum"] = bytes([0, 1, 0x80, 0]) + _vnet(1, 0, 0, 0, 20, 6) + udp4
     out["tcp4-plain"] = bytes([1, 1, 0x80, 0]) + _vnet(0, 0, 0, 0, 0, 0) + tcp4
     out["tcp4-big-slot"] = bytes([0, 1, 0x80, 0]) + _vnet(1, 1, 40, 1400, 20, 16) + tcp4
+    return out
+
+
+def gro_seeds() -> dict[str, bytes]:
+    """Inputs of fuzz_gro.c: 4 parameter bytes, then [fix][len_hi][len_lo][packet]..."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+
+    def rec(pkt: bytes, fix: int = 0) -> bytes:
+        return struct.pack("!BH", fix, len(pkt)) + pkt
+
+    def tcp(ip: Any, seq: int, n: int, flags: str = "A", sport: int = 1,
+            opts: list[tuple[str, Any]] | None = None) -> bytes:
+        seg = TCP(sport=sport, dport=2, seq=seq % 2**32, ack=7, flags=flags, options=opts or [])
+        return bytes(ip / seg / (bytes(range(256)) * 8)[:n])
+
+    v4, v6 = IP(src="10.0.0.1", dst="10.0.0.2", flags="DF"), IPv6(src="fd00::1", dst="fd00::2")
+    # params: kinds (all) | vnet 10, max_segments 64, max_size 64 KB and 4 KB slots, capacity 64
+    big = bytes([0x0F, 63, 0xFC, 63])
+    # 64 KB slots, capacity 4
+    huge = bytes([0x0F, 63, 0x00, 0x83])
+    out: dict[str, bytes] = {}
+    out["tcp4-run"] = huge + b"".join(rec(tcp(v4, 1000 + i * 500, 500)) for i in range(8))
+    out["tcp6-run-psh"] = huge + b"".join(
+        rec(tcp(v6, 5 + i * 300, 300, "PA" if i == 5 else "A")) for i in range(8))
+    out["tcp4-reordered"] = huge + b"".join(
+        rec(tcp(v4, 2**32 - 1000 + i * 400, 400)) for i in (3, 0, 2, 1, 4))
+    out["tcp4-two-flows-ts"] = big + b"".join(
+        rec(tcp(v4, 1 + (i // 2) * 200, 200, sport=1 + i % 2,
+                opts=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]))
+        for i in range(10))
+    # a pure ACK between contiguous segments: a barrier
+    out["tcp4-barrier"] = huge + b"".join(
+        rec(tcp(v4, 1 + (i - (i > 3)) * 300, 0 if i == 3 else 300)) for i in range(7))
+    out["udp4-run"] = huge + b"".join(
+        rec(bytes(v4 / UDP(sport=3, dport=4) / (bytes([i]) * 300))) for i in range(6))
+    out["udp6-run-short"] = huge + b"".join(
+        rec(bytes(v6 / UDP(sport=3, dport=4) / (bytes([i]) * (300 if i < 5 else 10))))
+        for i in range(6))
+    # lengths and checksums left for the harness to fix (fix = 3)
+    raw = bytes(v4 / TCP(sport=1, dport=2, flags="A") / bytes(100))
+    out["tcp4-fixups"] = huge + b"".join(
+        rec(raw[:24] + struct.pack("!I", 100 * i) + raw[28:], 3) for i in range(4))
     return out
 
 
@@ -90,6 +135,11 @@ def main() -> int:
     os.makedirs(gdir, exist_ok=True)
     for name, data in gso_seeds().items():
         with open(os.path.join(gdir, name), "wb") as f:
+            f.write(data)
+    rdir = os.path.join(HERE, "corpus", "gro")
+    os.makedirs(rdir, exist_ok=True)
+    for name, data in gro_seeds().items():
+        with open(os.path.join(rdir, name), "wb") as f:
             f.write(data)
     if args.netlink:
         ndir = os.path.join(HERE, "corpus", "netlink")

@@ -30,9 +30,14 @@ fi
 status=0
 for unit in "${harnesses[@]}"; do
     bin="$out/fuzz_$unit"
+    # A harness may need more units: a " * fuzz-link: gso ..." line in its comment.
+    extra=()
+    for u in $(sed -n 's/^ \* fuzz-link: //p' "$here/fuzz_$unit.c"); do
+        extra+=("$root/src/$u.c")
+    done
     "$cc" -g -O1 -std=c11 -Wall -Wextra -Werror \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-        -I"$root/src" "$here/fuzz_$unit.c" "$root/src/$unit.c" -o "$bin"
+        -I"$root/src" "$here/fuzz_$unit.c" "$root/src/$unit.c" ${extra[@]+"${extra[@]}"} -o "$bin"
     work="$out/corpus-$unit"
     rm -rf "$work"
     mkdir -p "$work"
