@@ -224,6 +224,18 @@ void tt_set_ifname(struct ifreq *ifr, const char *name);
 /* An int argument that fits a C int. 0 or -1 (TypeError/OverflowError). */
 int tt_as_int(PyObject *obj, int *out, const char *what);
 
+/* A Py_ssize_t argument of fname(): TypeError "fname() what must be int". 0 or -1. */
+int tt_as_ssize(PyObject *obj, Py_ssize_t *out, const char *fname, const char *what);
+
+/* METH_FASTCALL with `min` required arguments and one optional after them: checks
+ * nargs (TypeError worded as CPython does) and sets *opt to the optional argument,
+ * or NULL when it was not given. 0 or -1. */
+int tt_fastcall_optional(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t min,
+                         const char *fname, PyObject **opt);
+
+/* The UTF-8 of a str argument and its length (TypeError "what must be str"). */
+const char *tt_str_arg(PyObject *obj, Py_ssize_t *len, const char *what);
+
 /* None or seconds -> ns (-1 forever, 0 non-blocking), socket.settimeout()'s rules. */
 int tt_parse_timeout(PyObject *obj, int64_t *out);
 
@@ -443,6 +455,18 @@ int tt_update_hdr_len(DeviceObject *self, int flags);
 #define TT_FASTMETHOD(name)                                                        \
     PyObject *Device_##name(DeviceObject *self, PyObject *const *args, Py_ssize_t n); \
     extern const char Device_##name##__doc__[]
+/* A METH_O method and its `_try_` twin (tuntap.asyncio's try-first path: never
+ * waits, TT_OP_TRY) around one impl(self, arg, flags); `linkage` is static or empty. */
+#define TT_TRY_PAIR(linkage, name, impl, try_doc)                                   \
+    linkage PyObject *Device_##name(DeviceObject *self, PyObject *arg)              \
+    {                                                                               \
+        return impl(self, arg, 0);                                                  \
+    }                                                                               \
+    linkage const char Device__try_##name##__doc__[] = PyDoc_STR(try_doc);          \
+    linkage PyObject *Device__try_##name(DeviceObject *self, PyObject *arg)         \
+    {                                                                               \
+        return impl(self, arg, TT_OP_TRY);                                          \
+    }
 #define TT_GETTER(name) PyObject *Device_get_##name(DeviceObject *self, void *closure)
 #define TT_SETTER(name) int Device_set_##name(DeviceObject *self, PyObject *v, void *closure)
 

@@ -92,22 +92,10 @@ tt_read_batch(DeviceObject *self, PyObject *arg, int flags)
     return PyLong_FromSsize_t(n);
 }
 
-PyObject *
-Device_read_batch(DeviceObject *self, PyObject *arg)
-{
-    return tt_read_batch(self, arg, 0);
-}
-
-TT_DOC(Device__try_read_batch__doc__,
-"_try_read_batch($self, batch, /)\n--\n\n"
-"read_batch() that never waits and returns -1 (the batch left empty) instead of\n"
-"raising BlockingIOError when nothing is queued (tuntap.asyncio's try-first path).");
-
-PyObject *
-Device__try_read_batch(DeviceObject *self, PyObject *arg)
-{
-    return tt_read_batch(self, arg, TT_OP_TRY);
-}
+TT_TRY_PAIR(, read_batch, tt_read_batch,
+            "_try_read_batch($self, batch, /)\n--\n\n"
+            "read_batch() that never waits and returns -1 (the batch left empty) instead of\n"
+            "raising BlockingIOError when nothing is queued (tuntap.asyncio's try-first path).")
 
 /* -- write_batch ------------------------------------------------------------ */
 
@@ -493,24 +481,14 @@ PyObject *
 Device__try_write_batch(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_ssize_t start = 0;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "_try_write_batch() takes 1 or 2 arguments (%zd given)",
-                     nargs);
+    PyObject *opt;
+    if (tt_fastcall_optional(args, nargs, 1, "_try_write_batch", &opt) < 0 ||
+        (opt != NULL && tt_as_ssize(opt, &start, "_try_write_batch", "start") < 0)) {
         return NULL;
     }
-    if (nargs == 2) {
-        if (!PyLong_Check(args[1])) {
-            tt_type_error(args[1], "_try_write_batch() start must be int");
-            return NULL;
-        }
-        start = PyLong_AsSsize_t(args[1]);
-        if (start == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (start < 0) {
-            PyErr_Format(PyExc_ValueError, "start must be >= 0, not %zd", start);
-            return NULL;
-        }
+    if (start < 0) {
+        PyErr_Format(PyExc_ValueError, "start must be >= 0, not %zd", start);
+        return NULL;
     }
     return tt_write_batch(self, args[0], start, TT_OP_TRY);
 }

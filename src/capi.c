@@ -52,14 +52,9 @@ tt_capi_batch_view(PyObject *obj, tuntap_batch *out)
         tt_type_error(obj, "tuntap_batch_view() argument must be tuntap.PacketBatch");
         return -1;
     }
-    out->arena = b->arena;
-    out->sizes = b->sizes;
-    out->capacity = b->capacity;
-    out->slot_size = b->slot_size;
-    out->stride = b->stride;
-    out->headroom = b->headroom;
-    out->count = b->count;
-    out->owner = b;
+    *out = (tuntap_batch){.arena = b->arena, .sizes = b->sizes, .capacity = b->capacity,
+                          .slot_size = b->slot_size, .stride = b->stride,
+                          .headroom = b->headroom, .count = b->count, .owner = b};
     return 0;
 }
 
@@ -243,23 +238,24 @@ tt_capi_batch_set_count(tuntap_batch *b, Py_ssize_t count)
     return 0;
 }
 
+/* .name = tt_capi_name for every function of the table, in its order. */
+#define TT_CAPI_FN(name) .name = tt_capi_##name
+
 static const tuntap_capi tt_capi_table = {
-    .major = TUNTAP_CAPI_MAJOR,
-    .minor = TUNTAP_CAPI_MINOR,
-    .size = sizeof(tuntap_capi),
-    .batch_view = tt_capi_batch_view,
-    .device_acquire = tt_capi_device_acquire,
-    .device_release = tt_capi_device_release,
-    .read_batch = tt_capi_read_batch,
-    .write_batch = tt_capi_write_batch,
-    .read = tt_capi_read,
-    .write = tt_capi_write,
-    .segment = tt_capi_segment,
-    .checksum = tt_capi_checksum,
-    .header_size = tt_capi_header_size,
-    .raise_error = tt_capi_raise_error,
-    .raise_segment_error = tt_capi_raise_segment_error,
-    .batch_set_count = tt_capi_batch_set_count,
+    .major = TUNTAP_CAPI_MAJOR, .minor = TUNTAP_CAPI_MINOR, .size = sizeof(tuntap_capi),
+    TT_CAPI_FN(batch_view),
+    TT_CAPI_FN(device_acquire),
+    TT_CAPI_FN(device_release),
+    TT_CAPI_FN(read_batch),
+    TT_CAPI_FN(write_batch),
+    TT_CAPI_FN(read),
+    TT_CAPI_FN(write),
+    TT_CAPI_FN(segment),
+    TT_CAPI_FN(checksum),
+    TT_CAPI_FN(header_size),
+    TT_CAPI_FN(raise_error),
+    TT_CAPI_FN(raise_segment_error),
+    TT_CAPI_FN(batch_set_count),
 };
 
 int

@@ -181,12 +181,9 @@ PyObject *
 Device_persist(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int on = 1;
-    if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError, "persist() takes at most 1 argument (%zd given)",
-                     nargs);
-        return NULL;
-    }
-    if (nargs == 1 && (on = PyObject_IsTrue(args[0])) < 0) {
+    PyObject *opt;
+    if (tt_fastcall_optional(args, nargs, 0, "persist", &opt) < 0 ||
+        (opt != NULL && (on = PyObject_IsTrue(opt)) < 0)) {
         return NULL;
     }
     if (tt_ioctl(self, 0, TUNSETPERSIST, (void *)(uintptr_t)(on ? 1 : 0),
@@ -705,11 +702,7 @@ Device_set_hwaddr(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
         PyErr_SetString(PyExc_AttributeError, "cannot delete hwaddr");
         return -1;
     }
-    if (!PyUnicode_Check(value)) {
-        tt_type_error(value, "hwaddr must be str");
-        return -1;
-    }
-    s = PyUnicode_AsUTF8AndSize(value, &len);
+    s = tt_str_arg(value, &len, "hwaddr");
     if (s == NULL) {
         return -1;
     }
@@ -744,14 +737,18 @@ Device_set_hwaddr(DeviceObject *self, PyObject *value, void *Py_UNUSED(closure))
     return tt_ifreq(self, SIOCSIFHWADDR, &ifr, "ioctl(SIOCSIFHWADDR)") < 0 ? -1 : 0;
 }
 
+/* An int the device fd reports with one ioctl (TUNGETVNETHDRSZ, TUNGETSNDBUF). */
+static PyObject *
+tt_get_int(DeviceObject *self, unsigned long req, const char *what)
+{
+    int v = 0;
+    return tt_ioctl(self, 0, req, &v, what) < 0 ? NULL : PyLong_FromLong(v);
+}
+
 PyObject *
 Device_get_vnet_hdr_size(DeviceObject *self, void *Py_UNUSED(closure))
 {
-    int sz = 0;
-    if (tt_ioctl(self, 0, TUNGETVNETHDRSZ, &sz, "ioctl(TUNGETVNETHDRSZ)") < 0) {
-        return NULL;
-    }
-    return PyLong_FromLong(sz);
+    return tt_get_int(self, TUNGETVNETHDRSZ, "ioctl(TUNGETVNETHDRSZ)");
 }
 
 int
@@ -790,11 +787,7 @@ Device_set_vnet_hdr_size(DeviceObject *self, PyObject *value, void *Py_UNUSED(cl
 PyObject *
 Device_get_sndbuf(DeviceObject *self, void *Py_UNUSED(closure))
 {
-    int v = 0;
-    if (tt_ioctl(self, 0, TUNGETSNDBUF, &v, "ioctl(TUNGETSNDBUF)") < 0) {
-        return NULL;
-    }
-    return PyLong_FromLong(v);
+    return tt_get_int(self, TUNGETSNDBUF, "ioctl(TUNGETSNDBUF)");
 }
 
 int

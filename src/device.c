@@ -90,19 +90,26 @@ tt_io_view(DeviceObject *self, int is_write, Py_buffer *view, int flags)
     return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
 }
 
-/* readinto() and _try_readinto(). */
+/* readinto()/_try_readinto() and write()/_try_write(): check the buffer, then one
+ * packet through the engine (flags TT_OP_TRY: -1 on EAGAIN, no wait). */
 static PyObject *
-tt_readinto(DeviceObject *self, PyObject *arg, int flags)
+tt_one_packet(DeviceObject *self, PyObject *arg, int is_write, int flags)
 {
     Py_buffer view;
 
     if (tt_check_open(self) < 0) {
         return NULL;
     }
-    if (tt_get_write_buffer(arg, &view, "readinto") < 0) {
+    if (is_write ? PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0
+                 : tt_get_write_buffer(arg, &view, "readinto") < 0) {
         return NULL;
     }
-    if (view.len <= self->hdr_len) {
+    if (is_write && view.len == 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
+        return NULL;
+    }
+    if (!is_write && view.len <= self->hdr_len) {
         PyErr_Format(PyExc_ValueError,
                      view.len == 0 ? "readinto() buffer is empty"
                                    : "readinto() buffer must be longer than the %d-byte "
@@ -111,25 +118,25 @@ tt_readinto(DeviceObject *self, PyObject *arg, int flags)
         PyBuffer_Release(&view);
         return NULL;
     }
-    return tt_io_view(self, 0, &view, flags);
+    return tt_io_view(self, is_write, &view, flags);
 }
 
-static PyObject *
-Device_readinto(DeviceObject *self, PyObject *arg)
+static inline PyObject *
+tt_readinto(DeviceObject *self, PyObject *arg, int flags)
 {
-    return tt_readinto(self, arg, 0);
+    return tt_one_packet(self, arg, 0, flags);
 }
 
-PyDoc_STRVAR(Device__try_readinto__doc__,
-"_try_readinto($self, buffer, /)\n--\n\n"
-"readinto() that never waits and returns -1 instead of raising BlockingIOError\n"
-"when nothing is queued (tuntap.asyncio's try-first path).");
-
-static PyObject *
-Device__try_readinto(DeviceObject *self, PyObject *arg)
+static inline PyObject *
+tt_write(DeviceObject *self, PyObject *arg, int flags)
 {
-    return tt_readinto(self, arg, TT_OP_TRY);
+    return tt_one_packet(self, arg, 1, flags);
 }
+
+TT_TRY_PAIR(static, readinto, tt_readinto,
+            "_try_readinto($self, buffer, /)\n--\n\n"
+            "readinto() that never waits and returns -1 instead of raising BlockingIOError\n"
+            "when nothing is queued (tuntap.asyncio's try-first path).")
 
 PyDoc_STRVAR(Device_read__doc__,
 "read($self, size=65536, /)\n--\n\n"
@@ -143,21 +150,11 @@ static PyObject *
 tt_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs, int flags)
 {
     Py_ssize_t size = 65536, n;
-    PyObject *buf;
+    PyObject *buf, *opt;
 
-    if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError, "read() takes at most 1 argument (%zd given)", nargs);
+    if (tt_fastcall_optional(args, nargs, 0, "read", &opt) < 0 ||
+        (opt != NULL && tt_as_ssize(opt, &size, "read", "size") < 0)) {
         return NULL;
-    }
-    if (nargs == 1) {
-        if (!PyLong_Check(args[0])) {
-            tt_type_error(args[0], "read() size must be int");
-            return NULL;
-        }
-        size = PyLong_AsSsize_t(args[0]);
-        if (size == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
     }
     if (tt_check_open(self) < 0) {
         return NULL;
@@ -219,42 +216,10 @@ PyDoc_STRVAR(Device_write__doc__,
 "Raises the kernel's OSError for a malformed packet (EINVAL) or while the\n"
 "interface is down (EIO).");
 
-/* write() and _try_write(). */
-static PyObject *
-tt_write(DeviceObject *self, PyObject *arg, int flags)
-{
-    Py_buffer view;
-
-    if (tt_check_open(self) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (view.len == 0) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
-        return NULL;
-    }
-    return tt_io_view(self, 1, &view, flags);
-}
-
-static PyObject *
-Device_write(DeviceObject *self, PyObject *arg)
-{
-    return tt_write(self, arg, 0);
-}
-
-PyDoc_STRVAR(Device__try_write__doc__,
-"_try_write($self, data, /)\n--\n\n"
-"write() that never waits and returns -1 instead of raising BlockingIOError\n"
-"when the device's send buffer is full (tuntap.asyncio's try-first path).");
-
-static PyObject *
-Device__try_write(DeviceObject *self, PyObject *arg)
-{
-    return tt_write(self, arg, TT_OP_TRY);
-}
+TT_TRY_PAIR(static, write, tt_write,
+            "_try_write($self, data, /)\n--\n\n"
+            "write() that never waits and returns -1 instead of raising BlockingIOError\n"
+            "when the device's send buffer is full (tuntap.asyncio's try-first path).")
 
 /* -- fd and modes --------------------------------------------------------- */
 

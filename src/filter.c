@@ -77,32 +77,25 @@ tt_set_ebpf(DeviceObject *self, PyObject *arg, unsigned long req, const char *wh
     return tt_oserror(err, what, self->name, hint[0] ? hint : NULL);
 }
 
-TT_DOC(Device_set_steering_program__doc__,
-"set_steering_program($self, program, /)\n--\n\n"
-"Choose the queue of every packet the kernel sends to this multi-queue device\n"
-"with an eBPF program (TUNSETSTEERINGEBPF): the fd of a loaded\n"
-"BPF_PROG_TYPE_SOCKET_FILTER program whose return value, modulo the number of\n"
-"attached queues, is the queue index. None detaches it (flows are hashed again).\n"
-"The kernel keeps its own reference: the fd may be closed afterwards.");
+/* set_steering_program() and set_filter_program(): one eBPF ioctl each. */
+#define TT_EBPF_METHOD(name, REQ, doc)                                              \
+    TT_DOC(Device_##name##__doc__, #name "($self, program, /)\n--\n\n" doc);        \
+    PyObject *Device_##name(DeviceObject *self, PyObject *program)                  \
+    {                                                                               \
+        return tt_set_ebpf(self, program, REQ, "ioctl(" #REQ ")");                  \
+    }
 
-PyObject *
-Device_set_steering_program(DeviceObject *self, PyObject *arg)
-{
-    return tt_set_ebpf(self, arg, TUNSETSTEERINGEBPF, "ioctl(TUNSETSTEERINGEBPF)");
-}
-
-TT_DOC(Device_set_filter_program__doc__,
-"set_filter_program($self, program, /)\n--\n\n"
-"Filter the packets the kernel sends to this device with an eBPF program\n"
-"(TUNSETFILTEREBPF), TUN or TAP, every queue: the fd of a loaded\n"
-"BPF_PROG_TYPE_SOCKET_FILTER program whose return value is the number of bytes to\n"
-"keep (0 drops the packet, a smaller length truncates it). None detaches it.");
-
-PyObject *
-Device_set_filter_program(DeviceObject *self, PyObject *arg)
-{
-    return tt_set_ebpf(self, arg, TUNSETFILTEREBPF, "ioctl(TUNSETFILTEREBPF)");
-}
+TT_EBPF_METHOD(set_steering_program, TUNSETSTEERINGEBPF,
+               "Choose the queue of every packet the kernel sends to this multi-queue device\n"
+               "with an eBPF program (TUNSETSTEERINGEBPF): the fd of a loaded\n"
+               "BPF_PROG_TYPE_SOCKET_FILTER program whose return value, modulo the number of\n"
+               "attached queues, is the queue index. None detaches it (flows are hashed again).\n"
+               "The kernel keeps its own reference: the fd may be closed afterwards.")
+TT_EBPF_METHOD(set_filter_program, TUNSETFILTEREBPF,
+               "Filter the packets the kernel sends to this device with an eBPF program\n"
+               "(TUNSETFILTEREBPF), TUN or TAP, every queue: the fd of a loaded\n"
+               "BPF_PROG_TYPE_SOCKET_FILTER program whose return value is the number of bytes to\n"
+               "keep (0 drops the packet, a smaller length truncates it). None detaches it.")
 
 /* -- classic BPF ------------------------------------------------------------ */
 

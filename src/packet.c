@@ -11,6 +11,20 @@
 #include "gro.h"
 #include "gso.h"
 
+/* Run `stmt` with the GIL released when `nogil` (large inputs), else with it held
+ * (a release costs more than a small packet's work). `stmt` uses no Python API. */
+#define TT_MAYBE_NOGIL(nogil, stmt)                                                 \
+    do {                                                                            \
+        if (nogil) {                                                                \
+            Py_BEGIN_ALLOW_THREADS                                                  \
+            stmt;                                                                   \
+            Py_END_ALLOW_THREADS                                                    \
+        }                                                                           \
+        else {                                                                      \
+            stmt;                                                                   \
+        }                                                                           \
+    } while (0)
+
 TT_DOC(tt_segment__doc__,
 "segment($module, packet, batch, /, *, vnet_hdr_size=10)\n--\n\n"
 "Split one packet read from a VNET_HDR device into the IP packets it stands for.\n\n"
@@ -58,18 +72,11 @@ tt_segment(PyObject *module, PyObject *args, PyObject *kwargs)
                         "segment(): the packet lies inside the destination batch");
         goto error;
     }
-    if (pkt.len >= TT_SEGMENT_NOGIL_MIN) {
-        Py_BEGIN_ALLOW_THREADS
-        n = tt_segment_core(pkt.buf, (size_t)pkt.len, (size_t)hdr, (uint8_t *)b->arena,
-                            (size_t)b->capacity, (size_t)b->stride, (size_t)b->headroom,
-                            (size_t)b->slot_size, b->sizes, &err);
-        Py_END_ALLOW_THREADS
-    }
-    else {
-        n = tt_segment_core(pkt.buf, (size_t)pkt.len, (size_t)hdr, (uint8_t *)b->arena,
-                            (size_t)b->capacity, (size_t)b->stride, (size_t)b->headroom,
-                            (size_t)b->slot_size, b->sizes, &err);
-    }
+    TT_MAYBE_NOGIL(pkt.len >= TT_SEGMENT_NOGIL_MIN,
+                   n = tt_segment_core(pkt.buf, (size_t)pkt.len, (size_t)hdr,
+                                       (uint8_t *)b->arena, (size_t)b->capacity,
+                                       (size_t)b->stride, (size_t)b->headroom,
+                                       (size_t)b->slot_size, b->sizes, &err));
     if (n < 0) {
         PyErr_Format(PyExc_ValueError, "segment(): %s", tt_segment_strerror(err));
         goto error;
@@ -263,14 +270,7 @@ tt_coalesce(PyObject *module, PyObject *args, PyObject *kwargs)
                      (size_t)hdr, (uint8_t *)b->arena, (size_t)b->capacity,               \
                      (size_t)b->stride, (size_t)b->headroom, (size_t)b->slot_size,        \
                      b->sizes, pl.scratch, &plan, &err)
-    if (pl.total >= TT_COALESCE_NOGIL_MIN) {
-        Py_BEGIN_ALLOW_THREADS
-        n = TT_COALESCE_CALL();
-        Py_END_ALLOW_THREADS
-    }
-    else {
-        n = TT_COALESCE_CALL();
-    }
+    TT_MAYBE_NOGIL(pl.total >= TT_COALESCE_NOGIL_MIN, n = TT_COALESCE_CALL());
 #undef TT_COALESCE_CALL
     if (n < 0) {
         PyErr_Format(PyExc_ValueError, "coalesce(): %s", tt_gro_strerror(err));

@@ -697,12 +697,9 @@ tt_io_uring_probe(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
 {
     const tt_uring_calib *c;
     int rerun = 0;
-    if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError, "_io_uring_probe() takes at most 1 argument (%zd given)",
-                     nargs);
-        return NULL;
-    }
-    if (nargs == 1 && (rerun = PyObject_IsTrue(args[0])) < 0) {
+    PyObject *opt;
+    if (tt_fastcall_optional(args, nargs, 0, "_io_uring_probe", &opt) < 0 ||
+        (opt != NULL && (rerun = PyObject_IsTrue(opt)) < 0)) {
         return NULL;
     }
     c = tt_calib_get(rerun);

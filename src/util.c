@@ -110,11 +110,7 @@ tt_check_ifname(PyObject *obj, char out[IFNAMSIZ])
     Py_ssize_t len, i;
     const char *s;
 
-    if (!PyUnicode_Check(obj)) {
-        tt_type_error(obj, "interface name must be str");
-        return -1;
-    }
-    s = PyUnicode_AsUTF8AndSize(obj, &len);
+    s = tt_str_arg(obj, &len, "interface name");
     if (s == NULL) {
         return -1;
     }
@@ -155,6 +151,46 @@ tt_check_name(PyObject *Py_UNUSED(module), PyObject *arg)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+int
+tt_as_ssize(PyObject *obj, Py_ssize_t *out, const char *fname, const char *what)
+{
+    if (!PyLong_Check(obj)) {
+        tt_type_error(obj, "%s() %s must be int", fname, what);
+        return -1;
+    }
+    *out = PyLong_AsSsize_t(obj);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+int
+tt_fastcall_optional(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t min,
+                     const char *fname, PyObject **opt)
+{
+    if (nargs < min || nargs > min + 1) {
+        if (min == 0) {
+            PyErr_Format(PyExc_TypeError, "%s() takes at most 1 argument (%zd given)", fname,
+                         nargs);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "%s() takes %zd or %zd arguments (%zd given)",
+                         fname, min, min + 1, nargs);
+        }
+        return -1;
+    }
+    *opt = nargs > min ? args[min] : NULL;
+    return 0;
+}
+
+const char *
+tt_str_arg(PyObject *obj, Py_ssize_t *len, const char *what)
+{
+    if (!PyUnicode_Check(obj)) {
+        tt_type_error(obj, "%s must be str", what);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(obj, len);
 }
 
 int
