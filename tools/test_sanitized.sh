@@ -17,8 +17,14 @@ out=$(mktemp -d /tmp/tuntap-sanitized.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
 echo "sanitized: building with TUNTAP_SANITIZE=1 into $out/site"
-if ! TUNTAP_SANITIZE=1 TUNTAP_WERROR=1 "$PY" -m pip install -q --no-build-isolation \
-        --no-deps --no-cache-dir --target "$out/site" . >"$out/build.log" 2>&1; then
+# From a copy without build/: setuptools would reuse the object files of an earlier
+# (uninstrumented) build there, as .ci/run's -Werror build leaves them.
+mkdir "$out/src"
+tar --exclude=./build --exclude=./.ci-venv --exclude=./.venv --exclude=./.git -cf - . \
+    | tar -xf - -C "$out/src"
+if ! (cd "$out/src" && TUNTAP_SANITIZE=1 TUNTAP_WERROR=1 "$PY" -m pip install -q \
+        --no-build-isolation --no-deps --no-cache-dir --target "$out/site" .) \
+        >"$out/build.log" 2>&1; then
     tail -40 "$out/build.log"
     echo "sanitized: the build failed"
     exit 1
