@@ -1,6 +1,6 @@
 """Errors a user can act on where the kernel gives only an errno.
 
-Every case keeps the kernel's errno and exception class (API.md's error table) and
+Every case keeps the kernel's errno and exception class (the errors table of the public API) and
 adds what is wrong: what the existing interface is (rtnetlink: IFLA_INFO_KIND,
 IFLA_TUN_TYPE, IFLA_TUN_MULTI_QUEUE), the MTU range (IFLA_MIN_MTU/IFLA_MAX_MTU), the
 bytes a PacketBatch asked for, and which direction a non-blocking call was refused.
