@@ -72,6 +72,7 @@ except ImportError:  # running from a source tree without an installed tuntap
 
 from ctypes_tun import CtypesTun  # noqa: E402
 from tuntap._bench import READ_BUFSIZE, Method, loop0, loop1, loop2, loop3  # noqa: E402
+from tuntap._bench.methods import FdDev  # noqa: E402
 
 
 def ctypes_methods() -> list[Method]:
@@ -215,19 +216,6 @@ def backend_methods() -> list[Method]:
     return methods
 
 
-class _Fd:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 def curing_methods() -> list[Method]:
     """The C io_uring loops (curing.c), built into _build/ and called through ctypes."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -250,10 +238,10 @@ def curing_methods() -> list[Method]:
                                ctypes.POINTER(ctypes.c_longlong))
     lib.curing_buffer.restype = ctypes.c_void_p
 
-    def opener(ifname: str) -> _Fd:
-        return _Fd(_bench.open_plain_tun(ifname))
+    def opener(ifname: str) -> FdDev:
+        return FdDev(_bench.open_plain_tun(ifname))
 
-    def run(dev: _Fd, packet: bytes | None, k: int) -> int:
+    def run(dev: FdDev, packet: bytes | None, k: int) -> int:
         if packet is not None:
             ctypes.memmove(lib.curing_buffer(), packet, len(packet))
         ns, nbytes = ctypes.c_longlong(), ctypes.c_longlong()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import ipaddress
 import itertools
 import json
@@ -120,6 +121,41 @@ def in_netns(path: str) -> Iterator[None]:
     finally:
         os.close(target)
         os.close(back)
+
+
+def tcp_transfer(family: int, server_addr: str, server_netns: str, data: bytes,
+                 timeout: float = 30.0) -> dict[str, Any]:
+    """Send ``data`` over one TCP connection from here to a server listening on
+    ``server_addr`` inside ``server_netns`` (a path); return what the server received:
+    ``{"n": bytes, "sha": sha256 hex}``. Every step is bounded by ``timeout``."""
+    with in_netns(server_netns):
+        srv = socket.socket(family, socket.SOCK_STREAM)
+    got: dict[str, Any] = {}
+    with srv:
+        srv.bind((server_addr, 0))
+        srv.listen(1)
+        srv.settimeout(timeout)
+
+        def receive() -> None:
+            conn, _ = srv.accept()
+            h, n = hashlib.sha256(), 0
+            with conn:
+                conn.settimeout(timeout)
+                while chunk := conn.recv(1 << 20):
+                    h.update(chunk)
+                    n += len(chunk)
+            got["sha"], got["n"] = h.hexdigest(), n
+
+        rt = threading.Thread(target=receive)
+        rt.start()
+        with socket.socket(family, socket.SOCK_STREAM) as cli:
+            cli.settimeout(timeout)
+            cli.connect((server_addr, srv.getsockname()[1]))
+            cli.sendall(data)
+            cli.shutdown(socket.SHUT_WR)
+            rt.join(2 * timeout)
+            assert not rt.is_alive(), "receiver did not finish"
+    return got
 
 
 # --------------------------------------------------------------------------------------

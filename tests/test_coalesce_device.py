@@ -29,7 +29,14 @@ import pytest
 
 import tuntap
 from grobuild import Flow, checksum, payload_of
-from netutil import in_netns, ip, unique_name, unique_net, unique_net6, wait_ipv6_routes
+from netutil import (
+    ip,
+    tcp_transfer,
+    unique_name,
+    unique_net,
+    unique_net6,
+    wait_ipv6_routes,
+)
 
 Flags = tuntap.Flags
 Offload = tuntap.Offload
@@ -447,35 +454,9 @@ def test_a_tcp_transfer_through_a_coalescing_forwarder_is_byte_exact(
         for t in threads:
             t.start()
         family = socket.AF_INET if fam == 4 else socket.AF_INET6
-        with in_netns(f"/var/run/netns/{nsb}"):
-            srv = socket.socket(family, socket.SOCK_STREAM)
         data = os.urandom(8 << 20)
-        got: dict[str, Any] = {}
         rx0 = rx(dev_b.name, nsb)
-        with srv:
-            srv.bind((b_addr, 0))
-            srv.listen(1)
-            srv.settimeout(30)
-
-            def receive() -> None:
-                conn, _ = srv.accept()
-                h, n = hashlib.sha256(), 0
-                with conn:
-                    conn.settimeout(30)
-                    while chunk := conn.recv(1 << 20):
-                        h.update(chunk)
-                        n += len(chunk)
-                got["sha"], got["n"] = h.hexdigest(), n
-
-            rt = threading.Thread(target=receive)
-            rt.start()
-            with socket.socket(family, socket.SOCK_STREAM) as cli:
-                cli.settimeout(30)
-                cli.connect((b_addr, srv.getsockname()[1]))
-                cli.sendall(data)
-                cli.shutdown(socket.SHUT_WR)
-                rt.join(60)
-                assert not rt.is_alive(), "receiver did not finish"
+        got = tcp_transfer(family, b_addr, f"/var/run/netns/{nsb}", data)
         rx1 = rx(dev_b.name, nsb)
         assert got["n"] == len(data)
         assert got["sha"] == hashlib.sha256(data).hexdigest()

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import tuntap
-from netutil import in_netns, ip, unique_name
+from netutil import ip, tcp_transfer, unique_name
 
 scapy_inet = pytest.importorskip("scapy.layers.inet")
 scapy_inet6 = pytest.importorskip("scapy.layers.inet6")
@@ -424,34 +424,8 @@ def test_tso_superpackets_segmented_carry_a_tcp_transfer_byte_exact(
         for t in threads:
             t.start()
         family = socket.AF_INET if fam == 4 else socket.AF_INET6
-        with in_netns(f"/var/run/netns/{nsb}"):
-            srv = socket.socket(family, socket.SOCK_STREAM)
         data = os.urandom(8 << 20)
-        got: dict[str, Any] = {}
-        with srv:
-            srv.bind((b_addr, 0))
-            srv.listen(1)
-            srv.settimeout(30)
-
-            def receive() -> None:
-                conn, _ = srv.accept()
-                h, n = hashlib.sha256(), 0
-                with conn:
-                    conn.settimeout(30)
-                    while chunk := conn.recv(1 << 20):
-                        h.update(chunk)
-                        n += len(chunk)
-                got["sha"], got["n"] = h.hexdigest(), n
-
-            rt = threading.Thread(target=receive)
-            rt.start()
-            with socket.socket(family, socket.SOCK_STREAM) as cli:
-                cli.settimeout(30)
-                cli.connect((b_addr, srv.getsockname()[1]))
-                cli.sendall(data)
-                cli.shutdown(socket.SHUT_WR)
-                rt.join(60)
-                assert not rt.is_alive(), "receiver did not finish"
+        got = tcp_transfer(family, b_addr, f"/var/run/netns/{nsb}", data)
         assert got["n"] == len(data)
         assert got["sha"] == hashlib.sha256(data).hexdigest()
         assert stats["gso"] > 0, "the kernel sent no TSO super-packet"
