@@ -152,11 +152,18 @@ tt_exec(PyObject *m)
     ADD_INT(TUN_F_USO6);
     ADD_INT(IFNAMSIZ);
 #undef ADD_INT
+    if (tt_aio_add(m, st) < 0) {
+        return -1;
+    }
     return tt_capi_add(m);
 }
 
 /* Every object reference the state holds, for traverse and clear. */
-#define TT_STATE_REFS(X, st) X((st)->DeviceType); X((st)->PacketBatchType)
+#define TT_STATE_REFS(X, st)                                                        \
+    X((st)->DeviceType);                                                            \
+    X((st)->PacketBatchType);                                                       \
+    X((st)->AioCoreType);                                                           \
+    X((st)->AioCallType)
 
 static int
 tt_traverse(PyObject *m, visitproc visit, void *arg)
@@ -168,7 +175,9 @@ tt_traverse(PyObject *m, visitproc visit, void *arg)
 static int
 tt_clear(PyObject *m)
 {
-    TT_STATE_REFS(Py_CLEAR, tt_get_state(m));
+    tt_state *st = tt_get_state(m);
+    tt_aio_free_list_clear(st);
+    TT_STATE_REFS(Py_CLEAR, st);
     return 0;
 }
 

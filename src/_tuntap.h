@@ -20,6 +20,7 @@
  *               on ring.c/ring.h (a minimal io_uring, pure C)
  *   packet.c    segment(), coalesce() and checksum(): wrappers of the pure-C units
  *   capi.c      the C API: the function table of tuntap/capi.h and its capsule
+ *   aio.c       the try-first awaitables of tuntap.asyncio.AsyncDevice
  *   netlink.c   rtnetlink messages (pure C, netlink.h)
  *   gso.c       GSO segmentation (pure C, gso.h); csum.h: checksums (pure C)
  *   gro.c       write-side GRO, coalescing into super-packets (pure C, gro.h)
@@ -104,6 +105,10 @@ Py_NewRef(PyObject *o)
 typedef struct {
     PyTypeObject *DeviceType;
     PyTypeObject *PacketBatchType;
+    PyTypeObject *AioCoreType; /* aio.c: _AsyncCore, the C base of AsyncDevice */
+    PyTypeObject *AioCallType; /* aio.c: its awaitable calls */
+    PyObject *aio_free;        /* aio.c: spare AioCall objects (a free list) */
+    int aio_nfree;
 } tt_state;
 
 extern struct PyModuleDef tt_module;
@@ -540,6 +545,15 @@ extern const char Device_write_batch__doc__[];
  * EAGAIN instead of BlockingIOError; every other error raises like the sync API. */
 TT_METHOD(_try_read_batch);
 TT_FASTMETHOD(_try_write_batch);
+/* device.c: the same for one packet (aio.c calls them directly). */
+TT_METHOD(_try_readinto);
+TT_METHOD(_try_write);
+TT_FASTMETHOD(_try_read);
+
+/* aio.c: add _AsyncCore and _AioCall to the module and the state. 0 or -1. */
+int tt_aio_add(PyObject *m, tt_state *st);
+/* aio.c: free the spare AioCall objects (module clear). */
+void tt_aio_free_list_clear(tt_state *st);
 
 /* batch.c: the attempts of read_batch/write_batch (tt_op impls: no GIL), shared with
  * the C API (capi.c). read: op->ctx is a tt_read_ctx; fills the batch's sizes and

@@ -133,7 +133,7 @@ tt_write(DeviceObject *self, PyObject *arg, int flags)
     return tt_one_packet(self, arg, 1, flags);
 }
 
-TT_TRY_PAIR(static, readinto, tt_readinto,
+TT_TRY_PAIR(, readinto, tt_readinto,
             "_try_readinto($self, buffer, /)\n--\n\n"
             "readinto() that never waits and returns -1 instead of raising BlockingIOError\n"
             "when nothing is queued (tuntap.asyncio's try-first path).")
@@ -198,12 +198,12 @@ Device_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
     return tt_read(self, args, nargs, 0);
 }
 
-PyDoc_STRVAR(Device__try_read__doc__,
+TT_DOC(Device__try_read__doc__,
 "_try_read($self, size=65536, /)\n--\n\n"
 "read() that never waits and returns None instead of raising BlockingIOError\n"
 "when nothing is queued (tuntap.asyncio's try-first path).");
 
-static PyObject *
+PyObject *
 Device__try_read(DeviceObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return tt_read(self, args, nargs, TT_OP_TRY);
@@ -216,7 +216,7 @@ PyDoc_STRVAR(Device_write__doc__,
 "Raises the kernel's OSError for a malformed packet (EINVAL) or while the\n"
 "interface is down (EIO).");
 
-TT_TRY_PAIR(static, write, tt_write,
+TT_TRY_PAIR(, write, tt_write,
             "_try_write($self, data, /)\n--\n\n"
             "write() that never waits and returns -1 instead of raising BlockingIOError\n"
             "when the device's send buffer is full (tuntap.asyncio's try-first path).")

@@ -10,6 +10,7 @@ takes ~20 ms: the kernel waits for RCU when it unregisters an interface).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import gc
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 import tuntap
+import tuntap.asyncio
 from netutil import build_udp4, current_netns, ip, unique_name, unique_net
 from soakutil import SANITIZED, SOAK, budget, open_fds, record, rss_kib
 
@@ -58,6 +60,8 @@ class Env:
         self.closed = tuntap.Device(unique_name())
         self.closed.close()
         self.gso = self._gso_packet()
+        self.loop = asyncio.new_event_loop()
+        self.adev = tuntap.asyncio.AsyncDevice(self.tun)
 
     def _gso_packet(self) -> bytes:
         hdr = tuntap.VirtioNetHdr(tuntap.VirtioNetHdr.F_NEEDS_CSUM,
@@ -76,6 +80,7 @@ class Env:
                 return
 
     def close(self) -> None:
+        self.loop.close()
         for d in (self.tun, self.vnet, self.tap, *self.mq):
             d.close()
         self.sock.close()
@@ -161,6 +166,38 @@ def _batch_views(e: Env) -> None:
     b.clear()
 
 
+def _finish(call: Any) -> Any:
+    """Resume an AsyncDevice call once: its result (it must not wait)."""
+    try:
+        call.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the call waited")
+
+
+def _await_readinto(e: Env) -> None:
+    e.sock.sendto(b"x", (e.net.remote, 9))
+    select.select([e.tun], [], [], 1)
+    assert _finish(e.adev.readinto(e.buf)) > 20
+
+
+def _await_write(e: Env) -> None:
+    assert _finish(e.adev.write(e.pkt)) == len(e.pkt)
+    e.drain()
+
+
+def _await_read_batch_timeout(e: Env) -> None:
+    """The waiting path: nothing queued, the wait cancelled by wait_for's timeout."""
+    async def wait() -> None:
+        try:
+            await asyncio.wait_for(e.adev.read_batch(e.batch), 0.0002)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError("read_batch() returned with nothing queued")
+    _empty(e, lambda: e.tun.read_batch(e.batch))
+    e.loop.run_until_complete(wait())
+
+
 def _address(e: Env) -> None:
     e.tun.add_address("10.250.1.1/32")
     e.tun.remove_address("10.250.1.1/32")
@@ -204,6 +241,12 @@ ENTRY_POINTS: dict[str, Callable[[Env], Any]] = {
                                                lambda: e.tun.write_batch([e.pkt, "x"]))(),
     "write_batch, EINVAL first": lambda e: _raises(OSError,
                                                    lambda: e.tun.write_batch([b"\0" * 40]))(),
+    "await readinto": _await_readinto,
+    "await write": _await_write,
+    "await read_batch, waits and is cancelled": _await_read_batch_timeout,
+    "await readinto, read-only buffer": lambda e: _raises(
+        TypeError, lambda: e.adev.readinto(b"x").send(None))(),
+    "async call never awaited": lambda e: (e.adev.read(), e.adev.write_batch([e.pkt])),
     "closed device": lambda e: _raises(ValueError, lambda: e.closed.readinto(e.buf))(),
     "modes": lambda e: (e.tun.settimeout(0.5), e.tun.gettimeout(), e.tun.getblocking(),
                         e.tun.setblocking(False), e.tun.fileno()),

@@ -45,7 +45,7 @@ import collections
 import errno
 import select
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar, Union
 
 from . import _tuntap
@@ -101,15 +101,15 @@ def _poll_error_only(fd: int) -> bool:
     return False
 
 
-class AsyncDevice:
+class AsyncDevice(_tuntap._AsyncCore):
     """An open :class:`tuntap.Device` for asyncio (default loop or uvloop).
 
     ``AsyncDevice(device)`` switches the device to non-blocking mode and wraps it. The
     object is bound to the event loop it first waits on; a call that has to wait from
     another loop raises ``RuntimeError``. (As ``asyncio.Lock`` and ``asyncio.Queue`` do:
     a call that completes at once, because a packet was queued or the send buffer had
-    room, never touches the loop, so it does not check which one runs it; that check
-    would cost more than a third of the try-first path.) Closing (``close()``,
+    room, never touches the loop, so it does not check which one runs it; the check
+    would add a lookup in asyncio to every packet.) Closing (``close()``,
     ``await aclose()``, ``async with``) closes the device and makes every waiting call raise
     ``ValueError("I/O operation on closed device")``; ``close()`` may be called from any
     thread.
@@ -132,8 +132,8 @@ class AsyncDevice:
     """
 
     __slots__ = (
-        "device", "_fd", "_loop", "_thread", "_readers", "_writers", "_reading",
-        "_writing", "_closed", "_pushback", "_spurious", "_paused",
+        "_fd", "_loop", "_thread", "_readers", "_writers", "_reading",
+        "_writing", "_closed", "_pushback", "_spurious", "_paused", "_fns",
         "_try_readinto", "_try_read", "_try_read_batch", "_try_write", "_try_write_batch",
     )
 
@@ -142,7 +142,6 @@ class AsyncDevice:
             raise TypeError(f"AsyncDevice() argument must be a tuntap.Device, "
                             f"not {type(device).__name__}")
         device.setblocking(False)
-        self.device = device
         self._fd = device.fileno()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
@@ -156,6 +155,10 @@ class AsyncDevice:
         self._try_read_batch = device._try_read_batch
         self._try_write = device._try_write
         self._try_write_batch = device._try_write_batch
+        self._fns: tuple[Callable[..., Any], ...] = (
+            self._try_readinto, self._try_read, self._try_read_batch, self._try_write,
+            self._try_write_batch)
+        super().__init__(device, self._readers, self._writers, self._pushback)
 
     def __repr__(self) -> str:
         return f"<AsyncDevice {self.device!r}>"
@@ -181,46 +184,15 @@ class AsyncDevice:
         """True once :meth:`close` was called (or the device was closed)."""
         return self._closed or self.device.closed
 
-    # -- reads ------------------------------------------------------------------------
-    async def readinto(self, buffer: _Buffer) -> int:
-        """Read one packet into a writable bytes-like object; return its length.
-
-        Never allocates. A packet longer than the buffer is truncated by the kernel.
-
-        Raises
-        ------
-        ValueError
-            The device is closed (also when closed while waiting), empty buffer.
-        OSError
-            The kernel's error (EFAULT/EBADFD: the interface was deleted).
-        """
-        if not self._readers and not self._pushback:
-            n: int = self._try_readinto(buffer)
-            if n != -1:
-                return n
-        return await self._wait_read(self._try_readinto, buffer, _READINTO)  # type: ignore[no-any-return]
-
-    async def read(self, size: int = 65536) -> bytes:
-        """Read one packet and return it as bytes (at most ``size`` bytes)."""
-        if not self._readers and not self._pushback:
-            data: bytes | None = self._try_read(size)
-            if data is not None:
-                return data
-        return await self._wait_read(self._try_read, size, _READ)  # type: ignore[no-any-return]
-
-    async def read_batch(self, batch: _tuntap.PacketBatch) -> int:
-        """Replace the batch's contents with up to ``batch.capacity`` packets.
-
-        Waits for the first packet only, then takes whatever is queued. Returns the
-        number of packets (``len(batch)``); ``batch[i]`` are zero-copy views. If the call
-        is cancelled, the batch is left empty and any packets already read for it are
-        returned by the next read.
-        """
-        if not self._readers and not self._pushback:
-            n: int = self._try_read_batch(batch)
-            if n != -1:
-                return n
-        return await self._wait_read(self._try_read_batch, batch, _READ_BATCH)  # type: ignore[no-any-return]
+    # -- reads and writes: readinto, read, read_batch, write and write_batch are the C
+    # base's (_tuntap._AsyncCore): they return awaitables that try first, in C, and
+    # call _wait() for the coroutine below only when nothing was ready. ---------------
+    def _wait(self, kind: int, arg: Any, done: int) -> Coroutine[Any, Any, Any]:
+        """The coroutine a call of ``kind`` waits in (the try found nothing ready)."""
+        if kind >= _WRITE:
+            total = 1 if kind == _WRITE else len(arg)
+            return self._wait_write(self._fns[kind], arg, kind, total, done)
+        return self._wait_read(self._fns[kind], arg, kind)
 
     async def _wait_read(self, fn: Callable[[Any], Any], arg: Any, kind: int) -> Any:
         loop = self._bind()
@@ -239,7 +211,7 @@ class AsyncDevice:
             self._start_reading()
         try:
             return await fut
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the call closed (GeneratorExit)
             self._reader_cancelled(w)
             raise
 
@@ -347,45 +319,6 @@ class AsyncDevice:
         self._on_readable()
 
     # -- writes -----------------------------------------------------------------------
-    async def write(self, data: _Buffer) -> int:
-        """Write one packet; return the bytes written.
-
-        Waits while the device's send buffer (:attr:`tuntap.Device.sndbuf`) is full;
-        a write never overtakes one that is waiting.
-
-        Raises
-        ------
-        OSError
-            EIO while the interface is down, EINVAL for a malformed packet, EFAULT/EBADFD
-            once the interface was deleted (the sync API's errors).
-        ValueError
-            Empty packet, closed device.
-        """
-        if not self._writers:
-            n: int = self._try_write(data)
-            if n != -1:
-                return n
-        return await self._wait_write(self._try_write, data, _WRITE, 1, 0)  # type: ignore[no-any-return]
-
-    async def write_batch(self, packets: _Packets) -> int:
-        """Write a :class:`tuntap.PacketBatch` or a sequence of packets, all of them.
-
-        Waits while the send buffer is full and returns the number written: all of them,
-        or, if a write after the first fails, the count written so far (the sync API's
-        rule); if the first fails it raises.
-        """
-        done = 0
-        if not self._writers:
-            n: int = self._try_write_batch(packets)
-            total = len(packets)
-            if n == total:
-                return n
-            done = max(n, 0)
-        else:
-            total = len(packets)
-        return await self._wait_write(self._try_write_batch, packets, _WRITE_BATCH, total,  # type: ignore[no-any-return]
-                                      done)
-
     async def _wait_write(self, fn: Callable[..., Any], arg: Any, kind: int, total: int,
                           done: int) -> Any:
         loop = self._bind()
@@ -400,7 +333,7 @@ class AsyncDevice:
             self._writing = True
         try:
             return await fut
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the call closed (GeneratorExit)
             try:
                 self._writers.remove(w)
             except ValueError:
