@@ -163,7 +163,10 @@ tt_exec(PyObject *m)
     X((st)->DeviceType);                                                            \
     X((st)->PacketBatchType);                                                       \
     X((st)->AioCoreType);                                                           \
-    X((st)->AioCallType)
+    X((st)->AioCallType);                                                           \
+    X((st)->str_wait);                                                              \
+    X((st)->str_throw);                                                             \
+    X((st)->str_close)
 
 static int
 tt_traverse(PyObject *m, visitproc visit, void *arg)

@@ -108,6 +108,7 @@ typedef struct {
     PyTypeObject *AioCoreType; /* aio.c: _AsyncCore, the C base of AsyncDevice */
     PyTypeObject *AioCallType; /* aio.c: its awaitable calls */
     PyObject *aio_free;        /* aio.c: spare AioCall objects (a free list) */
+    PyObject *str_wait, *str_throw, *str_close; /* aio.c: interned method names */
     int aio_nfree;
 } tt_state;
 

@@ -177,6 +177,22 @@ tt_aio_try(AioCallObject *call, Py_ssize_t *done)
 
 /* -- AioCall: the awaitable ------------------------------------------------------ */
 
+/* self._wait(kind, arg, done): the subclass's coroutine that waits. Method names are
+ * the module's interned strings: a fresh str per call would also take a new slot in
+ * CPython's type attribute cache (hashed by the name's address in 3.10/3.11) each time. */
+static PyObject *
+tt_aio_wait(AioCallObject *self, Py_ssize_t done)
+{
+    PyObject *kind = PyLong_FromLong(self->kind), *n = PyLong_FromSsize_t(done), *r = NULL;
+    if (kind != NULL && n != NULL) {
+        PyObject *args[4] = {(PyObject *)self->core, kind, self->arg, n};
+        r = PyObject_VectorcallMethod(self->core->st->str_wait, args, 4, NULL);
+    }
+    Py_XDECREF(kind);
+    Py_XDECREF(n);
+    return r;
+}
+
 static PySendResult
 AioCall_am_send(AioCallObject *self, PyObject *value, PyObject **result)
 {
@@ -197,8 +213,7 @@ AioCall_am_send(AioCallObject *self, PyObject *value, PyObject **result)
         if (PyErr_Occurred()) {
             return PYGEN_ERROR;
         }
-        self->inner = PyObject_CallMethod((PyObject *)self->core, "_wait", "iOn", self->kind,
-                                          self->arg, done);
+        self->inner = tt_aio_wait(self, done);
         if (self->inner == NULL) {
             return PYGEN_ERROR;
         }
@@ -261,7 +276,7 @@ AioCall_throw(AioCallObject *self, PyObject *args)
     PyObject *typ, *val = NULL, *tb = NULL, *r;
 
     if (self->state == TT_AIO_WAITING) {
-        PyObject *meth = PyObject_GetAttrString(self->inner, "throw");
+        PyObject *meth = PyObject_GetAttr(self->inner, self->core->st->str_throw);
         if (meth == NULL) {
             return NULL;
         }
@@ -299,7 +314,7 @@ AioCall_close(AioCallObject *self, PyObject *Py_UNUSED(ignored))
     self->state = TT_AIO_DONE;
     self->inner = NULL;
     if (inner != NULL) {
-        PyObject *r = PyObject_CallMethod(inner, "close", NULL);
+        PyObject *r = PyObject_CallMethodNoArgs(inner, self->core->st->str_close);
         Py_DECREF(inner);
         if (r == NULL) {
             return NULL;
@@ -631,6 +646,11 @@ static PyType_Spec tt_aio_core_spec = {
 int
 tt_aio_add(PyObject *m, tt_state *st)
 {
+    if ((st->str_wait = PyUnicode_InternFromString("_wait")) == NULL ||
+        (st->str_throw = PyUnicode_InternFromString("throw")) == NULL ||
+        (st->str_close = PyUnicode_InternFromString("close")) == NULL) {
+        return -1;
+    }
     st->AioCallType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tt_aio_call_spec, NULL);
     if (st->AioCallType == NULL || PyModule_AddType(m, st->AioCallType) < 0) {
         return -1;
