@@ -11,7 +11,9 @@ import os
 
 from setuptools import Extension, setup
 
-extra_compile_args = ["-Wall", "-Wextra", "-std=c11"]
+# -fvisibility=hidden: the units call each other directly, not through the PLT (only
+# PyInit__tuntap is exported; PyMODINIT_FUNC marks it visible).
+extra_compile_args = ["-Wall", "-Wextra", "-std=c11", "-fvisibility=hidden"]
 extra_link_args = []
 undef_macros = []
 if os.environ.get("TUNTAP_WERROR"):

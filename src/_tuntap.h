@@ -550,6 +550,10 @@ TT_FASTMETHOD(_try_write_batch);
 TT_METHOD(_try_readinto);
 TT_METHOD(_try_write);
 TT_FASTMETHOD(_try_read);
+/* device.c: readinto/write's work: check the buffer, one packet through the engine.
+ * The byte count, -1 with an exception, or -2 (no exception) on EAGAIN with
+ * TT_OP_TRY. GIL held. */
+Py_ssize_t tt_one_packet_n(DeviceObject *self, PyObject *arg, int is_write, int flags);
 
 /* aio.c: add _AsyncCore and _AioCall to the module and the state. 0 or -1. */
 int tt_aio_add(PyObject *m, tt_state *st);

@@ -143,15 +143,12 @@ tt_aio_try(AioCallObject *call, Py_ssize_t *done)
     case TT_AIO_WRITE_BATCH:
         r = Device__try_write_batch(dev, &call->arg, 1);
         break;
-    case TT_AIO_READINTO:
-        r = Device__try_readinto(dev, call->arg);
-        break;
     case TT_AIO_READ_BATCH:
         r = Device__try_read_batch(dev, call->arg);
         break;
-    default:
-        r = Device__try_write(dev, call->arg);
-        break;
+    default: /* readinto, write: no int made for EAGAIN */
+        n = tt_one_packet_n(dev, call->arg, call->kind == TT_AIO_WRITE, TT_OP_TRY);
+        return n >= 0 ? PyLong_FromSsize_t(n) : NULL;
     }
     if (r == NULL) {
         return NULL;
@@ -428,7 +425,7 @@ static PyType_Spec tt_aio_call_spec = {
 
 /* -- _AsyncCore: the base class of AsyncDevice ---------------------------------- */
 
-static PyObject *
+static inline PyObject *
 tt_aio_call(AioCoreObject *self, unsigned char kind, PyObject *arg)
 {
     AioCallObject *call;

@@ -80,34 +80,26 @@ tt_get_write_buffer(PyObject *obj, Py_buffer *view, const char *fname)
     return 0;
 }
 
-/* Move one packet through the buffer, release it, and return the byte count
- * (flags TT_OP_TRY: -1 on EAGAIN instead of BlockingIOError). */
-static inline PyObject *
-tt_io_view(DeviceObject *self, int is_write, Py_buffer *view, int flags)
-{
-    Py_ssize_t n = tt_io_ex(self, is_write, view->buf, (size_t)view->len, flags);
-    PyBuffer_Release(view);
-    return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
-}
-
 /* readinto()/_try_readinto() and write()/_try_write(): check the buffer, then one
- * packet through the engine (flags TT_OP_TRY: -1 on EAGAIN, no wait). */
-static PyObject *
-tt_one_packet(DeviceObject *self, PyObject *arg, int is_write, int flags)
+ * packet through the engine. The byte count, -1 with an exception, or -2 (no
+ * exception) on EAGAIN with TT_OP_TRY (never waits). aio.c calls it directly. */
+Py_ssize_t
+tt_one_packet_n(DeviceObject *self, PyObject *arg, int is_write, int flags)
 {
     Py_buffer view;
+    Py_ssize_t n;
 
     if (tt_check_open(self) < 0) {
-        return NULL;
+        return -1;
     }
     if (is_write ? PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0
                  : tt_get_write_buffer(arg, &view, "readinto") < 0) {
-        return NULL;
+        return -1;
     }
     if (is_write && view.len == 0) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "write() of an empty packet");
-        return NULL;
+        return -1;
     }
     if (!is_write && view.len <= self->hdr_len) {
         PyErr_Format(PyExc_ValueError,
@@ -116,9 +108,19 @@ tt_one_packet(DeviceObject *self, PyObject *arg, int is_write, int flags)
                                      "packet header",
                      self->hdr_len);
         PyBuffer_Release(&view);
-        return NULL;
+        return -1;
     }
-    return tt_io_view(self, is_write, &view, flags);
+    n = tt_io_ex(self, is_write, view.buf, (size_t)view.len, flags);
+    PyBuffer_Release(&view);
+    return n;
+}
+
+/* The same as an int (-1 on EAGAIN with TT_OP_TRY). */
+static PyObject *
+tt_one_packet(DeviceObject *self, PyObject *arg, int is_write, int flags)
+{
+    Py_ssize_t n = tt_one_packet_n(self, arg, is_write, flags);
+    return n == -1 ? NULL : PyLong_FromSsize_t(n < 0 ? -1 : n);
 }
 
 static inline PyObject *
