@@ -13,7 +13,7 @@ Methods, each on its own device, on the default asyncio loop and on uvloop:
 - ``C read()``: the physical floor (one ``read()`` per packet, compiled with ``cc -O2``);
 - ``sync readinto`` / ``sync read_batch(64)``: ``tuntap.Device`` without asyncio;
 - ``await readinto`` / ``await read_batch(64)``: ``tuntap.asyncio.AsyncDevice``;
-- ``endpoint``: ``create_endpoint``, ``packets_received(batch)`` per wake-up (64);
+- ``endpoint``: ``create_endpoint``, ``packets_received(batch)`` per batch read (64);
 - ``add_reader + os.read``: the loop users write today (asyncssh's TUN transport does
   this): ``loop.add_reader(fd, cb)`` where ``cb`` does one ``os.read`` (one ``bytes``)
   per readiness callback, i.e. one event-loop iteration per packet.

@@ -58,6 +58,63 @@ async def wait_for_seqs(proto: Recorder, n: int) -> None:
         await asyncio.sleep(0.005)
 
 
+def test_full_batches_are_read_on_without_going_back_to_the_loop(tun, kind):
+    """A wake-up that fills the batch reads again (up to 16 batches) before the loop
+    runs anything else; pause_reading() inside the callback stops it at once."""
+    sender = Sender(tun.remote)
+
+    class Marking(Recorder):
+        def packets_received(self, batch):
+            super().packets_received(batch)
+            # a callback scheduled now runs only when the wake-up returns to the loop
+            asyncio.get_running_loop().call_soon(self.events.append, "loop")
+            if self.pause_after is not None and len(self.wakeups) == self.pause_after:
+                assert self.transport is not None
+                self.transport.pause_reading()
+
+    async def main():
+        batch = tuntap.PacketBatch(8, 2048)
+        proto_box = []
+
+        def factory():
+            p = Marking()
+            p.pause_after = None
+            proto_box.append(p)
+            return p
+
+        transport, proto = await ta.create_endpoint(factory, tun.dev, batch)
+        transport.pause_reading()
+        sender.send(20)  # 8 + 8 + 4: queued before reading starts
+        await asyncio.sleep(0.01)
+        transport.resume_reading()
+        await wait_for_seqs(proto, 20)
+        assert proto.seqs == list(range(20))
+        assert [len(w) for w in proto.wakeups] == [8, 8, 4]
+        assert proto.events[1:] == ["packets", "packets", "packets", "loop", "loop", "loop"]
+        # Paused in the first callback: the second full batch waits for resume_reading.
+        proto.wakeups.clear()
+        proto.events.clear()
+        proto.pause_after = 1
+        transport.pause_reading()
+        sender.send(16)
+        await asyncio.sleep(0.01)
+        transport.resume_reading()
+        await wait_for_seqs(proto, 8)
+        await asyncio.sleep(0.01)
+        assert [len(w) for w in proto.wakeups] == [8] and not transport.is_reading()
+        proto.pause_after = None
+        transport.resume_reading()
+        await wait_for_seqs(proto, 16)
+        assert proto.seqs == list(range(20, 36))
+        transport.close()
+        assert await asyncio.wait_for(proto.lost, WAIT) is None
+
+    try:
+        run(kind, main)
+    finally:
+        sender.close()
+
+
 def test_packets_received_once_per_wakeup_with_zero_copy_views(tun, kind):
     sender = Sender(tun.remote)
 

@@ -14,9 +14,9 @@ import pytest
 
 import tuntap
 import tuntap.asyncio as ta
-from tuntap import _tuntap
 from asyncutil import LOOPS, Sender, run, seq_of
 from netutil import WAIT
+from tuntap import _tuntap
 
 pytestmark = [pytest.mark.needs_tun, pytest.mark.parametrize("kind", LOOPS)]
 
@@ -277,7 +277,7 @@ def test_calls_are_not_made_by_hand_and_need_the_base_initialised(tun, kind):
     with pytest.raises(TypeError, match=r"^_AsyncCore.__init__\(\) was not called$"):
         NoInit().read()
     with pytest.raises(AttributeError, match="^device$"):
-        NoInit().device
+        _ = NoInit().device
     q = collections.deque
     with pytest.raises(TypeError,
                        match="^AsyncDevice\\(\\) argument must be a tuntap.Device, not object$"):

@@ -8,7 +8,8 @@
   ``await write(data)``, ``await write_batch(packets)``.
 - :func:`create_endpoint` gives a :class:`PacketTransport` and your
   :class:`PacketProtocol`, in the manner of ``loop.create_datagram_endpoint``:
-  ``protocol.packets_received(batch)`` once per wake-up, no future or task per packet.
+  ``protocol.packets_received(batch)`` once per batch read (a wake-up reads on while
+  batches come back full, up to 16), no future or task per packet.
 
 How a call runs
 ---------------
@@ -442,14 +443,15 @@ class PacketProtocol(asyncio.BaseProtocol):
     """What :func:`create_endpoint` calls; subclass it and override what you need.
 
     ``connection_made(transport)`` first, then ``packets_received(batch)`` once per
-    wake-up with every packet read in it, ``error_received(exc)`` when a buffered write
-    fails, ``pause_writing()`` / ``resume_writing()`` around the write buffer's high and
-    low water marks, and ``connection_lost(exc)`` last (``None`` after ``close()``, the
-    ``OSError`` when the interface was deleted).
+    batch read (a wake-up reads on while the batch comes back full, up to 16 times),
+    ``error_received(exc)`` when a buffered write fails, ``pause_writing()`` /
+    ``resume_writing()`` around the write buffer's high and low water marks, and
+    ``connection_lost(exc)`` last (``None`` after ``close()``, the ``OSError`` when the
+    interface was deleted).
     """
 
     def packets_received(self, batch: _tuntap.PacketBatch) -> None:
-        """The packets of one wake-up: ``batch[i]`` are zero-copy views, valid only
+        """The packets of one read: ``batch[i]`` are zero-copy views, valid only
         during this call (the next read reuses the batch). Copy what you keep."""
 
     def error_received(self, exc: OSError) -> None:
@@ -464,6 +466,9 @@ class _ProtocolLike(Protocol):
 
 
 _P = TypeVar("_P", bound=_ProtocolLike)
+
+# Full batches one wake-up reads before going back to the loop (PacketTransport).
+_FULL_READS = 16
 
 # errnos that mean the device is gone: the transport closes (tt_raise in engine.c).
 _FATAL = {errno.EFAULT, errno.EBADFD}
@@ -501,13 +506,21 @@ class PacketTransport(asyncio.BaseTransport):
 
     # -- reading ----------------------------------------------------------------------
     def _on_readable(self) -> None:
-        try:
-            n = self._try_read_batch(self._batch)
-        except Exception as exc:  # deleted interface (OSError) or closed device
-            self._fatal(exc)
-            return
-        if n > 0:
-            self._protocol.packets_received(self._batch)
+        batch = self._batch
+        # A full batch means more may be queued: read on (at most _FULL_READS batches)
+        # before going back to the loop, as the epoll forwarder does; one loop
+        # iteration per batch cost ~20% of the plain-MTU forwarding rate.
+        for _ in range(_FULL_READS):
+            try:
+                n = self._try_read_batch(batch)
+            except Exception as exc:  # deleted interface (OSError) or closed device
+                self._fatal(exc)
+                return
+            if n <= 0:
+                return
+            self._protocol.packets_received(batch)
+            if n < batch.capacity or not self._reading:  # drained, or paused/closed
+                return
 
     def pause_reading(self) -> None:
         """Stop reading until :meth:`resume_reading` (the kernel queues, then drops)."""
