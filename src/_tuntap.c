@@ -166,7 +166,8 @@ tt_exec(PyObject *m)
     X((st)->AioCallType);                                                           \
     X((st)->str_wait);                                                              \
     X((st)->str_throw);                                                             \
-    X((st)->str_close)
+    X((st)->str_close);                                                             \
+    X((st)->stop_iteration)
 
 static int
 tt_traverse(PyObject *m, visitproc visit, void *arg)

@@ -109,6 +109,7 @@ typedef struct {
     PyTypeObject *AioCallType; /* aio.c: its awaitable calls */
     PyObject *aio_free;        /* aio.c: spare AioCall objects (a free list) */
     PyObject *str_wait, *str_throw, *str_close; /* aio.c: interned method names */
+    PyObject *stop_iteration;  /* aio.c: the StopIteration `await` reuses (3.12+) */
     int aio_nfree;
 } tt_state;
 

@@ -315,3 +315,29 @@ def test_deques_replaced_by_other_sequences_still_order_calls(tun, kind):
         run(kind, main)
     finally:
         sender.close()
+
+
+def test_results_travel_in_stop_iteration_and_a_kept_one_never_changes(tun, kind):
+    """next() (what ``await`` uses from 3.12 on) ends with StopIteration(result); one
+    that somebody keeps is never reused for a later result."""
+    adev = ta.AsyncDevice(tun.dev)
+    sender = Sender(tun.remote)
+
+    async def main():
+        sender.send(3)
+        await settle()
+        with pytest.raises(StopIteration) as first:
+            next(adev.read())
+        kept = first.value
+        with pytest.raises(StopIteration) as second:
+            next(adev.read())
+        assert second.value is not kept
+        assert seq_of(kept.value) == 0 and seq_of(second.value.value) == 1
+        assert kept.__traceback__ is not None  # raised through this frame: its own
+        del first, second, kept
+        assert seq_of(await adev.read()) == 2
+
+    try:
+        run(kind, main)
+    finally:
+        sender.close()
