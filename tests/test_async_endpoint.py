@@ -64,6 +64,8 @@ def test_full_batches_are_read_on_without_going_back_to_the_loop(tun, kind):
     sender = Sender(tun.remote)
 
     class Marking(Recorder):
+        pause_after = None  # pause_reading() in this callback (1-based), if set
+
         def packets_received(self, batch):
             super().packets_received(batch)
             # a callback scheduled now runs only when the wake-up returns to the loop
@@ -74,15 +76,7 @@ def test_full_batches_are_read_on_without_going_back_to_the_loop(tun, kind):
 
     async def main():
         batch = tuntap.PacketBatch(8, 2048)
-        proto_box = []
-
-        def factory():
-            p = Marking()
-            p.pause_after = None
-            proto_box.append(p)
-            return p
-
-        transport, proto = await ta.create_endpoint(factory, tun.dev, batch)
+        transport, proto = await ta.create_endpoint(Marking, tun.dev, batch)
         transport.pause_reading()
         sender.send(20)  # 8 + 8 + 4: queued before reading starts
         await asyncio.sleep(0.01)

@@ -34,6 +34,17 @@ def finish(call):
     return info.value.value
 
 
+def with_sender(tun, kind, body):
+    """Run ``body(adev, sender)`` on a fresh loop of ``kind``: an AsyncDevice on the
+    session device and a UDP sender through it (closed afterwards)."""
+    adev = ta.AsyncDevice(tun.dev)
+    sender = Sender(tun.remote)
+    try:
+        run(kind, lambda: body(adev, sender))
+    finally:
+        sender.close()
+
+
 def _calls(adev):
     """One call of each kind that reads, and what its result says about the packet."""
     buf = bytearray(2048)
@@ -47,10 +58,7 @@ def _calls(adev):
 
 
 def test_calls_are_coroutines_to_asyncio(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         call = adev.read()
         assert isinstance(call, collections.abc.Coroutine)
         assert asyncio.iscoroutine(call) and inspect.isawaitable(call)
@@ -64,17 +72,11 @@ def test_calls_are_coroutines_to_asyncio(tun, kind):
         got = await asyncio.gather(adev.read(), asyncio.wait_for(adev.read(), WAIT))
         assert [seq_of(p) for p in got] == [1, 2]
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_a_call_never_resumed_reads_nothing(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         sender.send(1)
         await settle()
         for call, _ in _calls(adev):
@@ -88,17 +90,11 @@ def test_a_call_never_resumed_reads_nothing(tun, kind):
         # The packet is still the first one queued.
         assert seq_of(await adev.read()) == 0
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_each_kind_of_call_completes_at_once_and_cannot_be_reused(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         sender.send(4)
         await settle()
         for i, (call, seq) in enumerate(_calls(adev)):
@@ -109,17 +105,11 @@ def test_each_kind_of_call_completes_at_once_and_cannot_be_reused(tun, kind):
                 await call
         assert not adev._reading
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_a_waiting_call_cannot_be_awaited_again_once_done(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         call = adev.read()
 
         async def waiter():
@@ -133,17 +123,11 @@ def test_a_waiting_call_cannot_be_awaited_again_once_done(tun, kind):
         with pytest.raises(RuntimeError, match=REUSED):
             await call
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_send_of_a_value_to_a_new_call_raises_type_error_and_reads_nothing(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         sender.send(1)
         await settle()
         call = adev.read()
@@ -154,17 +138,11 @@ def test_send_of_a_value_to_a_new_call_raises_type_error_and_reads_nothing(tun, 
             call.send(None)
         assert seq_of(await adev.read()) == 0
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_throw_into_a_new_call_raises_it_and_reads_nothing(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         sender.send(1)
         await settle()
         with pytest.raises(KeyError, match="x"):
@@ -185,17 +163,11 @@ def test_throw_into_a_new_call_raises_it_and_reads_nothing(tun, kind):
             call.send(None)
         assert seq_of(await adev.read()) == 0
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_throw_into_a_waiting_call_cancels_it_and_consumes_nothing(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         call = adev.read()
         fut = call.send(None)  # nothing queued: it waits on a future of this loop
         assert isinstance(fut, asyncio.Future) and len(adev._readers) == 1
@@ -207,17 +179,11 @@ def test_throw_into_a_waiting_call_cancels_it_and_consumes_nothing(tun, kind):
         sender.send(1)
         assert seq_of(await asyncio.wait_for(adev.read(), WAIT)) == 0
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_closing_or_dropping_a_waiting_call_leaves_no_waiter(tun, kind):
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         call = adev.readinto(bytearray(2048))
         call.send(None)
         assert len(adev._readers) == 1
@@ -235,10 +201,7 @@ def test_closing_or_dropping_a_waiting_call_leaves_no_waiter(tun, kind):
         assert seq_of(await asyncio.wait_for(adev.read(), WAIT)) == 0
         assert seq_of(await asyncio.wait_for(adev.read(), WAIT)) == 1
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
 
 
 def test_the_gc_sees_a_waiting_call_and_its_coroutine(tun, kind):
@@ -320,10 +283,7 @@ def test_deques_replaced_by_other_sequences_still_order_calls(tun, kind):
 def test_results_travel_in_stop_iteration_and_a_kept_one_never_changes(tun, kind):
     """next() (what ``await`` uses from 3.12 on) ends with StopIteration(result); one
     that somebody keeps is never reused for a later result."""
-    adev = ta.AsyncDevice(tun.dev)
-    sender = Sender(tun.remote)
-
-    async def main():
+    async def main(adev, sender):
         sender.send(3)
         await settle()
         with pytest.raises(StopIteration) as first:
@@ -337,7 +297,4 @@ def test_results_travel_in_stop_iteration_and_a_kept_one_never_changes(tun, kind
         del first, second, kept
         assert seq_of(await adev.read()) == 2
 
-    try:
-        run(kind, main)
-    finally:
-        sender.close()
+    with_sender(tun, kind, main)
