@@ -21,6 +21,8 @@
  */
 #include "_tuntap.h"
 
+#include <string.h>
+
 #if PY_VERSION_HEX < 0x030A0000
 /* 3.9 has neither am_send nor PyIter_Send: the same through __next__/send(). */
 typedef enum { PYGEN_RETURN = 0, PYGEN_ERROR = -1, PYGEN_NEXT = 1 } PySendResult;
@@ -36,7 +38,7 @@ tt_iter_send(PyObject *iter, PyObject *value, PyObject **result)
     }
     else {
         send = PyUnicode_FromString("send");
-        r = send != NULL ? PyObject_CallMethodOneArg(iter, send, value) : NULL;
+        r = send != NULL ? PyObject_CallMethodObjArgs(iter, send, value, NULL) : NULL;
         Py_XDECREF(send);
     }
     if (r != NULL) {
@@ -182,8 +184,8 @@ tt_aio_wait(AioCallObject *self, Py_ssize_t done)
 {
     PyObject *kind = PyLong_FromLong(self->kind), *n = PyLong_FromSsize_t(done), *r = NULL;
     if (kind != NULL && n != NULL) {
-        PyObject *args[4] = {(PyObject *)self->core, kind, self->arg, n};
-        r = PyObject_VectorcallMethod(self->core->st->str_wait, args, 4, NULL);
+        r = PyObject_CallMethodObjArgs((PyObject *)self->core, self->core->st->str_wait, kind,
+                                       self->arg, n, NULL);
     }
     Py_XDECREF(kind);
     Py_XDECREF(n);
@@ -242,7 +244,7 @@ tt_aio_gen_result(PySendResult s, PyObject *result)
             PyErr_SetNone(PyExc_StopIteration);
         }
         else {
-            PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, result);
+            PyObject *exc = PyObject_CallFunctionObjArgs(PyExc_StopIteration, result, NULL);
             if (exc != NULL) {
                 PyErr_SetObject(PyExc_StopIteration, exc);
                 Py_DECREF(exc);
@@ -261,7 +263,7 @@ AioCall_send(AioCallObject *self, PyObject *value)
     return tt_aio_gen_result(s, result);
 }
 
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_LIMITED_API)
 /* From 3.12 on, `await` drives an object that is not a generator through
  * tp_iternext, never am_send: the result must travel in a StopIteration, and making
  * one costs ~75 ns, more than the whole try-first path (an `await` of a done
@@ -350,7 +352,7 @@ AioCall_close(AioCallObject *self, PyObject *Py_UNUSED(ignored))
     self->state = TT_AIO_DONE;
     self->inner = NULL;
     if (inner != NULL) {
-        PyObject *r = PyObject_CallMethodNoArgs(inner, self->core->st->str_close);
+        PyObject *r = PyObject_CallMethodObjArgs(inner, self->core->st->str_close, NULL);
         Py_DECREF(inner);
         if (r == NULL) {
             return NULL;
@@ -369,7 +371,7 @@ AioCall_await(AioCallObject *self)
 static int
 AioCall_traverse(AioCallObject *self, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(self));
+    Py_VISIT((PyObject *)Py_TYPE((PyObject *)self));
     Py_VISIT(self->core);
     Py_VISIT(self->arg);
     Py_VISIT(self->inner);
@@ -392,7 +394,7 @@ AioCall_clear(AioCallObject *self)
 static void
 AioCall_dealloc(AioCallObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
+    PyTypeObject *tp = Py_TYPE((PyObject *)self);
     tt_state *st = self->core != NULL ? self->core->st : NULL;
     if (self->tracked) {
         PyObject_GC_UnTrack(self);
@@ -404,7 +406,7 @@ AioCall_dealloc(AioCallObject *self)
         st->aio_nfree++;
     }
     else {
-        tp->tp_free((PyObject *)self);
+        ((freefunc)PyType_GetSlot(tp, Py_tp_free))((PyObject *)self);
     }
     Py_DECREF(tp);
 }
@@ -528,22 +530,37 @@ AioCore_write_batch(AioCoreObject *self, PyObject *packets)
     return tt_aio_call(self, TT_AIO_WRITE_BATCH, packets);
 }
 
+/* *slot = a new reference to obj, dropping the old one (Py_XSETREF, which the
+ * limited API lacks). */
+static void
+tt_setref(PyObject **slot, PyObject *obj)
+{
+    PyObject *old = *slot;
+    *slot = Py_NewRef(obj);
+    Py_XDECREF(old);
+}
+
 static int
 tt_is_deque(PyObject *obj)
 {
+#ifdef Py_LIMITED_API
+    (void)obj;
+    return 0; /* tp_name is hidden: len() it is */
+#else
     return strcmp(Py_TYPE(obj)->tp_name, "collections.deque") == 0;
+#endif
 }
 
 static int
 AioCore_init(AioCoreObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *dev, *readers, *writers, *pushback;
-    tt_state *st = tt_find_state(Py_TYPE(self));
+    tt_state *st = tt_find_state(Py_TYPE((PyObject *)self));
 
     if (st == NULL) {
         return -1;
     }
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+    if (kwargs != NULL && PyDict_Size(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "_AsyncCore() takes no keyword arguments");
         return -1;
     }
@@ -554,10 +571,10 @@ AioCore_init(AioCoreObject *self, PyObject *args, PyObject *kwargs)
         tt_type_error(dev, "AsyncDevice() argument must be a tuntap.Device");
         return -1;
     }
-    Py_XSETREF(self->device, (DeviceObject *)Py_NewRef(dev));
-    Py_XSETREF(self->readers, Py_NewRef(readers));
-    Py_XSETREF(self->writers, Py_NewRef(writers));
-    Py_XSETREF(self->pushback, Py_NewRef(pushback));
+    tt_setref((PyObject **)&self->device, dev);
+    tt_setref(&self->readers, readers);
+    tt_setref(&self->writers, writers);
+    tt_setref(&self->pushback, pushback);
     self->deques = tt_is_deque(readers) && tt_is_deque(writers) && tt_is_deque(pushback);
     if (self->default_size == NULL && (self->default_size = PyLong_FromLong(65536)) == NULL) {
         return -1;
@@ -572,7 +589,7 @@ AioCore_init(AioCoreObject *self, PyObject *args, PyObject *kwargs)
 static int
 AioCore_traverse(AioCoreObject *self, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(self));
+    Py_VISIT((PyObject *)Py_TYPE((PyObject *)self));
     Py_VISIT(self->device);
     Py_VISIT(self->readers);
     Py_VISIT(self->writers);
@@ -596,10 +613,10 @@ AioCore_clear(AioCoreObject *self)
 static void
 AioCore_dealloc(AioCoreObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
+    PyTypeObject *tp = Py_TYPE((PyObject *)self);
     PyObject_GC_UnTrack(self);
     AioCore_clear(self);
-    tp->tp_free((PyObject *)self);
+    ((freefunc)PyType_GetSlot(tp, Py_tp_free))((PyObject *)self);
     Py_DECREF(tp);
 }
 
