@@ -18,8 +18,8 @@ system call once; a packet already queued is read with no event-loop round trip.
 The five I/O methods are C (the base class ``_tuntap._AsyncCore``): each returns a
 coroutine object made in C that does nothing until awaited, then tries once through
 the non-raising ``_try_*`` methods (-1 or None on ``EAGAIN`` instead of
-``BlockingIOError``) and, only if nothing was ready, waits in AsyncDevice._wait()'s
-coroutine. A call that is never awaited reads and writes nothing.
+``BlockingIOError``) and, only if nothing was ready, waits in the coroutine of
+``AsyncDevice._wait()``. A call that is never awaited reads and writes nothing.
 
 Only when the queue is empty does the call wait: it joins a FIFO of waiters and the
 device's fd is registered with the loop (``add_reader``) once while waiters exist,
