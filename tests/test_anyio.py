@@ -53,6 +53,30 @@ def completes_without_yielding(coro):
     raise AssertionError("the call suspended")
 
 
+def test_a_call_never_awaited_or_cancelled_while_waiting_reads_nothing(tun, backend):
+    adev = tanyio.AsyncDevice(tun.dev)
+    sender = Sender(tun.remote)
+
+    async def main():
+        sender.send(1)
+        await settle()
+        adev.read().close()  # made, never awaited
+        adev.readinto(bytearray(64))  # dropped at once
+        assert seq_of(await adev.read()) == 0
+        # A call cancelled while it waits (nothing queued) reads nothing either.
+        with anyio.move_on_after(0.05):
+            await adev.read()
+        assert not adev._rwaiting
+        sender.send(1)
+        with anyio.fail_after(WAIT):
+            assert seq_of(await adev.read()) == 1
+
+    try:
+        run(backend, main)
+    finally:
+        sender.close()
+
+
 def test_fast_path_and_slow_path(tun, backend):
     adev = tanyio.AsyncDevice(tun.dev)
     sender = Sender(tun.remote)
@@ -214,8 +238,8 @@ def test_close_while_awaited_reader_and_writer(tun, backend):
                     tg.start_soon(call, adev.write(udp_to(tun.remote, tun.local, 9, i,
                                                           size=1000)))
                 await settle()
-                assert adev._rwaiting == 4 and adev._wwaiting >= 3
-                waiting = 4 + adev._wwaiting
+                assert len(adev._rwaiting) == 4 and len(adev._wwaiting) >= 3
+                waiting = 4 + len(adev._wwaiting)
                 adev.close()
             assert errors == ["I/O operation on closed device"] * waiting
             assert tun.dev.closed and adev.closed
@@ -293,7 +317,7 @@ def test_device_down_while_writing_and_backpressure(tun, backend):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer)
                 while True:  # the writer is cancelled by nothing else: it ends this loop
-                    waited.append(adev._wwaiting)
+                    waited.append(len(adev._wwaiting))
                     await anyio.sleep(0.001)
             assert max(waited) == 1, "the writer never waited for room"
             assert adev._wlock is not None and not adev._wlock.locked()

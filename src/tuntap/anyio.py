@@ -10,8 +10,10 @@ one, and a call cancelled while it waits reads (or writes) nothing: the read hap
 in the waiting task itself, right after its wait returns, with no checkpoint between
 the read and the return, so a cancel can never land after the data arrived.
 
-Try first, as in :mod:`tuntap.asyncio`: a call that finds a packet queued (or room in
-the send buffer) and no one waiting before it completes without a checkpoint. A loop
+Try first, as in :mod:`tuntap.asyncio` and on the same C base class
+(``_tuntap._AsyncCore``): a call that finds a packet queued (or room in the send
+buffer) and no one waiting before it completes without a checkpoint, and a call never
+awaited does nothing. A loop
 that always finds packets therefore never yields; add ``await anyio.sleep(0)`` if other
 tasks must run in between.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, Union
 
 import anyio
@@ -53,7 +55,11 @@ def _loop_identity() -> object:
     return anyio.lowlevel.current_token().native_token
 
 
-class AsyncDevice:
+# Call kinds of _tuntap._AsyncCore (src/aio.c), as in tuntap.asyncio.
+_READINTO, _READ, _READ_BATCH, _WRITE, _WRITE_BATCH = range(5)
+
+
+class AsyncDevice(_tuntap._AsyncCore):
     """An open :class:`tuntap.Device` for anyio (asyncio or trio backend).
 
     The same calls as :class:`tuntap.asyncio.AsyncDevice`: ``await readinto(buf)``,
@@ -73,7 +79,7 @@ class AsyncDevice:
         The device is closed.
     """
 
-    __slots__ = ("device", "_fd", "_loop", "_thread", "_token", "_rlock", "_wlock",
+    __slots__ = ("_fd", "_loop", "_thread", "_token", "_rlock", "_wlock",
                  "_rwaiting", "_wwaiting", "_closed",
                  "_try_readinto", "_try_read", "_try_read_batch", "_try_write",
                  "_try_write_batch")
@@ -83,20 +89,23 @@ class AsyncDevice:
             raise TypeError(f"AsyncDevice() argument must be a tuntap.Device, "
                             f"not {type(device).__name__}")
         device.setblocking(False)
-        self.device = device
         self._fd = device.fileno()
         self._loop: object = None
         self._thread = 0
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._rlock: anyio.Lock | None = None
         self._wlock: anyio.Lock | None = None
-        self._rwaiting = self._wwaiting = 0
+        # One entry per call waiting in each direction: the C base tries first only
+        # while these are empty (so nobody overtakes a waiter).
+        self._rwaiting: list[None] = []
+        self._wwaiting: list[None] = []
         self._closed = False
         self._try_readinto = device._try_readinto
         self._try_read = device._try_read
         self._try_read_batch = device._try_read_batch
         self._try_write = device._try_write
         self._try_write_batch = device._try_write_batch
+        super().__init__(device, self._rwaiting, self._wwaiting, ())
 
     def __repr__(self) -> str:
         return f"<tuntap.anyio.AsyncDevice {self.device!r}>"
@@ -122,38 +131,26 @@ class AsyncDevice:
         """True once :meth:`close` was called (or the device was closed)."""
         return self._closed or self.device.closed
 
-    # -- reads and writes ---------------------------------------------------------------
-    async def readinto(self, buffer: _Buffer) -> int:
-        """Read one packet into a writable bytes-like object; return its length."""
-        if not self._rwaiting:
-            n: int = self._try_readinto(buffer)
-            if n != -1:
-                return n
-        return await self._read_slow(self._try_readinto, buffer, -1)  # type: ignore[no-any-return]
-
-    async def read(self, size: int = 65536) -> bytes:
-        """Read one packet and return it as bytes (at most ``size`` bytes)."""
-        if not self._rwaiting:
-            data: bytes | None = self._try_read(size)
-            if data is not None:
-                return data
-        return await self._read_slow(self._try_read, size, None)  # type: ignore[no-any-return]
-
-    async def read_batch(self, batch: _tuntap.PacketBatch) -> int:
-        """Replace the batch's contents with up to ``batch.capacity`` packets; return
-        how many. A cancelled call leaves the batch empty and reads nothing."""
-        if not self._rwaiting:
-            n: int = self._try_read_batch(batch)
-            if n != -1:
-                return n
-        return await self._read_slow(self._try_read_batch, batch, -1)  # type: ignore[no-any-return]
+    # -- reads and writes: readinto, read, read_batch, write, write_batch are the C
+    # base's; they try first and call _wait() for the coroutine that waits. ------------
+    def _wait(self, kind: int, arg: Any, done: int) -> Coroutine[Any, Any, Any]:
+        """The coroutine a call of ``kind`` waits in (the try found nothing ready)."""
+        if kind == _READINTO:
+            return self._read_slow(self._try_readinto, arg, -1)
+        if kind == _READ:
+            return self._read_slow(self._try_read, arg, None)
+        if kind == _READ_BATCH:
+            return self._read_slow(self._try_read_batch, arg, -1)
+        if kind == _WRITE:
+            return self._write_slow(arg, None)
+        return self._write_slow(arg, (done, len(arg)))
 
     async def _read_slow(self, fn: Any, arg: Any, again: object) -> Any:
         self._bind()
         if self._closed:
             raise ValueError(_CLOSED)
         assert self._rlock is not None
-        self._rwaiting += 1
+        self._rwaiting.append(None)
         try:
             async with self._rlock:
                 while True:
@@ -165,34 +162,14 @@ class AsyncDevice:
                     except anyio.ClosedResourceError:
                         raise ValueError(_CLOSED) from None
         finally:
-            self._rwaiting -= 1
-
-    async def write(self, data: _Buffer) -> int:
-        """Write one packet; waits while the send buffer is full, in order."""
-        if not self._wwaiting:
-            n: int = self._try_write(data)
-            if n != -1:
-                return n
-        return await self._write_slow(data, None)
-
-    async def write_batch(self, packets: _Packets) -> int:
-        """Write a :class:`tuntap.PacketBatch` or a sequence of packets, all of them
-        (or, if a write after the first fails, the count written so far)."""
-        total = len(packets)
-        done = 0
-        if not self._wwaiting:
-            n: int = self._try_write_batch(packets)
-            if n == total:
-                return n
-            done = max(n, 0)
-        return await self._write_slow(packets, (done, total))
+            self._rwaiting.pop()
 
     async def _write_slow(self, arg: Any, batch: tuple[int, int] | None) -> int:
         self._bind()
         if self._closed:
             raise ValueError(_CLOSED)
         assert self._wlock is not None
-        self._wwaiting += 1
+        self._wwaiting.append(None)
         try:
             async with self._wlock:
                 done = 0
@@ -219,7 +196,7 @@ class AsyncDevice:
                     except anyio.ClosedResourceError:
                         raise ValueError(_CLOSED) from None
         finally:
-            self._wwaiting -= 1
+            self._wwaiting.pop()
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
