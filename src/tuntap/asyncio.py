@@ -138,7 +138,6 @@ class AsyncDevice(_tuntap._AsyncCore):
     __slots__ = (
         "_fd", "_loop", "_thread", "_readers", "_writers", "_reading",
         "_writing", "_closed", "_pushback", "_spurious", "_paused", "_fns",
-        "_try_readinto", "_try_read", "_try_read_batch", "_try_write", "_try_write_batch",
     )
 
     def __init__(self, device: _tuntap.Device) -> None:
@@ -154,14 +153,10 @@ class AsyncDevice(_tuntap._AsyncCore):
         self._reading = self._writing = self._closed = self._paused = False
         self._pushback: collections.deque[bytes] = collections.deque()
         self._spurious = 0
-        self._try_readinto = device._try_readinto
-        self._try_read = device._try_read
-        self._try_read_batch = device._try_read_batch
-        self._try_write = device._try_write
-        self._try_write_batch = device._try_write_batch
+        # The device's non-raising tries, indexed by call kind (_READINTO ... _WRITE_BATCH).
         self._fns: tuple[Callable[..., Any], ...] = (
-            self._try_readinto, self._try_read, self._try_read_batch, self._try_write,
-            self._try_write_batch)
+            device._try_readinto, device._try_read, device._try_read_batch,
+            device._try_write, device._try_write_batch)
         super().__init__(device, self._readers, self._writers, self._pushback)
 
     def __repr__(self) -> str:
@@ -224,7 +219,7 @@ class AsyncDevice(_tuntap._AsyncCore):
         pb = self._pushback
         if kind == _READ:
             if arg < 0:
-                self._try_read(arg)  # raises the sync API's ValueError
+                self._fns[_READ](arg)  # raises the sync API's ValueError
             return pb.popleft()[:arg]
         if kind == _READINTO:
             view = memoryview(arg).cast("B")
