@@ -9,6 +9,17 @@
 
 #include <linux/virtio_net.h>
 
+PyTypeObject *
+tt_add_type(PyObject *m, PyType_Spec *spec)
+{
+    PyTypeObject *type = (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, NULL);
+    if (type != NULL && PyModule_AddType(m, type) < 0) {
+        Py_DECREF(type);
+        return NULL;
+    }
+    return type;
+}
+
 tt_state *
 tt_find_state(PyTypeObject *type)
 {
@@ -107,12 +118,8 @@ tt_exec(PyObject *m)
         }                                                                           \
     } while (0)
 
-    st->DeviceType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tt_device_spec, NULL);
-    if (st->DeviceType == NULL || PyModule_AddType(m, st->DeviceType) < 0) {
-        return -1;
-    }
-    st->PacketBatchType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tt_batch_spec, NULL);
-    if (st->PacketBatchType == NULL || PyModule_AddType(m, st->PacketBatchType) < 0) {
+    if ((st->DeviceType = tt_add_type(m, &tt_device_spec)) == NULL ||
+        (st->PacketBatchType = tt_add_type(m, &tt_batch_spec)) == NULL) {
         return -1;
     }
 #if PY_VERSION_HEX < 0x030B0000

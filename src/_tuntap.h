@@ -121,6 +121,10 @@ tt_get_state(PyObject *module)
     return (tt_state *)PyModule_GetState(module);
 }
 
+/* GIL held. A heap type made from `spec` for module `m` and added to it (a new
+ * reference, for the state), or NULL with an exception. */
+PyTypeObject *tt_add_type(PyObject *m, PyType_Spec *spec);
+
 /* GIL held. The state of the module that defined `type` or one of its bases (so a
  * Python subclass works, also on 3.9 where PyType_GetModuleByDef is missing).
  * NULL with TypeError if there is none. */

@@ -704,12 +704,8 @@ tt_aio_add(PyObject *m, tt_state *st)
         (st->str_close = PyUnicode_InternFromString("close")) == NULL) {
         return -1;
     }
-    st->AioCallType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tt_aio_call_spec, NULL);
-    if (st->AioCallType == NULL || PyModule_AddType(m, st->AioCallType) < 0) {
-        return -1;
-    }
-    st->AioCoreType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tt_aio_core_spec, NULL);
-    if (st->AioCoreType == NULL || PyModule_AddType(m, st->AioCoreType) < 0) {
+    if ((st->AioCallType = tt_add_type(m, &tt_aio_call_spec)) == NULL ||
+        (st->AioCoreType = tt_add_type(m, &tt_aio_core_spec)) == NULL) {
         return -1;
     }
     return 0;
